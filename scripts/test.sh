@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The one command that sets everything up and runs the whole test suite, on a
+# fresh machine or a dev box:
+#
+#   scripts/test.sh [PYTEST_ARGS...]      e.g. scripts/test.sh -x -k projection
+#
+# - creates .venv (if missing) and installs the project with its `dev` extra;
+# - starts a throwaway PostgreSQL cluster (scripts/pg-cluster.sh) and exports
+#   CRM_TEST_POSTGRES_URL / PGHOST / PGPORT / PGUSER / PGDATABASE for it;
+# - runs pytest with the given arguments and exits with its exit code
+#   ("no tests collected" counts as a failure);
+# - always stops the cluster and deletes its directory on exit, whether the
+#   tests pass, fail, or are interrupted.
+#
+# Needs root on a machine without PostgreSQL or python3-venv (installed with
+# apt-get); otherwise any user works.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# --- Python environment --------------------------------------------------------
+if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
+    log "creating .venv"
+    rm -rf .venv
+    if ! python3 -m venv .venv 2>/dev/null; then
+        # Debian's python3 has no ensurepip/venv without python3-venv.
+        rm -rf .venv
+        if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null; then
+            log "installing python3-venv with apt-get"
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -qq
+            apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 \
+                -o DPkg::Lock::Timeout=300 python3 python3-venv >/dev/null
+            python3 -m venv .venv
+        else
+            log "error: 'python3 -m venv' failed; install python3 and python3-venv"
+            exit 1
+        fi
+    fi
+fi
+log "installing the project and its dev dependencies into .venv"
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+
+# --- Services -------------------------------------------------------------------
+PG_DIR=''
+# KAFKA_DIR=''
+
+# shellcheck disable=SC2317  # invoked via trap
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    # [Kafka hook] stop the broker here, before PostgreSQL:
+    # if [ -n "$KAFKA_DIR" ]; then scripts/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true; fi
+    if [ -n "$PG_DIR" ]; then
+        scripts/pg-cluster.sh stop "$PG_DIR" >/dev/null 2>&1 || log "warning: could not stop the PostgreSQL cluster in $PG_DIR"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+PG_DIR=$(mktemp -d /tmp/crm-test-pg.XXXXXX)
+chmod 755 "$PG_DIR"   # the postgres user runs the server in it
+log "starting PostgreSQL in $PG_DIR"
+scripts/pg-cluster.sh start "$PG_DIR" >/dev/null
+# shellcheck source=/dev/null
+source "$PG_DIR/env"
+log "PostgreSQL: $CRM_TEST_POSTGRES_URL"
+
+# ---------------------------------------------------------------------------------
+# [Kafka hook] Start a throwaway Kafka broker the same way once scripts/kafka.sh
+# exists (start DIR -> writes DIR/env exporting e.g. CRM_TEST_KAFKA_BOOTSTRAP;
+# stop DIR -> stops it and removes DIR), and stop it in cleanup() above:
+#
+# KAFKA_DIR=$(mktemp -d /tmp/crm-test-kafka.XXXXXX)
+# log "starting Kafka in $KAFKA_DIR"
+# scripts/kafka.sh start "$KAFKA_DIR" >/dev/null
+# # shellcheck source=/dev/null
+# source "$KAFKA_DIR/env"
+# ---------------------------------------------------------------------------------
+
+# --- Tests ----------------------------------------------------------------------
+rc=0
+.venv/bin/python -m pytest "$@" || rc=$?
+if [ "$rc" -eq 5 ]; then
+    log "error: pytest collected no tests (exit 5); treating that as a failure"
+    rc=1
+fi
+exit "$rc"
