@@ -1,0 +1,1 @@
+"""The write model: Client, Contact and Deal aggregates, their events and their rules."""
