@@ -1,0 +1,56 @@
+"""The library application every part of the service opens the event store through."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import JSONTranscoder
+
+from event_store.location import StoreLocation
+from event_store.transcodings import register_crm_transcodings
+
+class EventStoreApplication(Application[UUID]):
+    """An ``eventsourcing`` application with our transcodings and storage settings."""
+
+    name = "crm"
+
+    def __init__(self, location: StoreLocation, **env: str) -> None:
+        self.location = location
+        super().__init__(env={**location.event_store_env(), **env})
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        register_crm_transcodings(transcoder)
+
+    @property
+    def notify_channel(self) -> str:
+        """The PostgreSQL channel the library NOTIFYs on each insert."""
+        channel: str = getattr(self.recorder, "channel_name", "")
+        return channel
+
+    def head_position(self) -> int:
+        """The position of the newest stored event (0 for an empty store)."""
+        return self.recorder.max_notification_id() or 0
+
+    def position_of(self, originator_id: UUID, version: int) -> int | None:
+        """The log position of one stored event, or None if it was never stored."""
+        recorder: Any = self.recorder
+        table = recorder.events_table_name
+        if self.location.is_postgres:
+            statement = (
+                f"SELECT notification_id AS position FROM {table} "
+                "WHERE originator_id = %s AND originator_version = %s"
+            )
+            key: Any = originator_id
+        else:
+            statement = (
+                f"SELECT rowid AS position FROM {table} "
+                "WHERE originator_id = ? AND originator_version = ?"
+            )
+            key = originator_id.hex
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (key, version))
+            row = cursor.fetchone()
+        return None if row is None else int(row["position"])
