@@ -1,0 +1,256 @@
+"""The deals read model: one row per deal, plus the open-pipeline summary the analytics read."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import singledispatchmethod
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+
+from aggregates.deal import Deal, DealStatus
+from event_store.read_model_store import SqlCursor
+from projections.row_projection import RowDict, RowProjection, common_columns
+from projections.units import micros, money_e4
+
+PIPELINE_VALUE_TABLE = "rm_pipeline_value"
+PIPELINE_VALUE_KEY = (
+    "organization_id",
+    "pipeline_id",
+    "owner_key",
+    "stage",
+    "currency",
+    "expected_close_date",
+)
+
+
+class DealsProjection(RowProjection):
+    table = "rm_deals"
+    columns = (
+        "id",
+        "organization_id",
+        "name",
+        "client_id",
+        "value_e4",
+        "currency",
+        "expected_close_date",
+        "pipeline_id",
+        "stage",
+        "probability",
+        "owner_id",
+        "source",
+        "competitor",
+        "notes",
+        "stakeholder_contact_ids",
+        "stakeholder_user_ids",
+        "status",
+        "archived",
+        "lost_reason",
+        "lost_competitor",
+        "opened_at_us",
+        "closed_at_us",
+        "stage_entered_at_us",
+        "created_by",
+        "version",
+        "updated_at_us",
+        "recorded_at_us",
+    )
+    json_columns = frozenset({"stakeholder_contact_ids", "stakeholder_user_ids"})
+    column_types: ClassVar[dict[str, str]] = {
+        "value_e4": "BIGINT",
+        "probability": "INTEGER",
+        "archived": "INTEGER",
+        "opened_at_us": "BIGINT",
+        "closed_at_us": "BIGINT",
+        "stage_entered_at_us": "BIGINT",
+        "version": "INTEGER",
+        "updated_at_us": "BIGINT",
+        "recorded_at_us": "BIGINT",
+    }
+    indexes = (
+        "CREATE INDEX IF NOT EXISTS rm_deals_by_org_updated "
+        "ON rm_deals (organization_id, updated_at_us, id)",
+        "CREATE INDEX IF NOT EXISTS rm_deals_by_org_name ON rm_deals (organization_id, name, id)",
+        "CREATE INDEX IF NOT EXISTS rm_deals_by_org_value "
+        "ON rm_deals (organization_id, value_e4, id)",
+        "CREATE INDEX IF NOT EXISTS rm_deals_by_org_close "
+        "ON rm_deals (organization_id, expected_close_date, id)",
+        "CREATE INDEX IF NOT EXISTS rm_deals_by_org_opened "
+        "ON rm_deals (organization_id, opened_at_us, id)",
+        "CREATE INDEX IF NOT EXISTS rm_deals_closed "
+        "ON rm_deals (organization_id, status, closed_at_us)",
+        "CREATE INDEX IF NOT EXISTS rm_deals_by_client ON rm_deals (organization_id, client_id)",
+    )
+
+    def schema(self) -> list[str]:
+        key = ", ".join(PIPELINE_VALUE_KEY)
+        return [
+            *super().schema(),
+            f"CREATE TABLE IF NOT EXISTS {PIPELINE_VALUE_TABLE} ("
+            "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, owner_key TEXT NOT NULL, "
+            "stage TEXT NOT NULL, currency TEXT NOT NULL, expected_close_date TEXT NOT NULL, "
+            "deals BIGINT NOT NULL, value_e4 BIGINT NOT NULL, weighted_e6 BIGINT NOT NULL, "
+            f"PRIMARY KEY ({key}))",
+        ]
+
+    def handles(self, event: DomainEventProtocol[UUID]) -> bool:
+        return isinstance(event, Deal.Event)
+
+    def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
+        changes = self.changes(event, row or {})
+        if row is None and not isinstance(event, Deal.DealOpened):
+            return None  # not seen its opening: cannot happen in an ordered log
+        return {**(row or {}), **changes, **common_columns(event)}
+
+    @singledispatchmethod
+    def changes(self, event: Any, row: RowDict) -> RowDict:
+        return {}
+
+    @changes.register
+    def _(self, event: Deal.DealOpened, row: RowDict) -> RowDict:
+        at = micros(event.context.occurred_at)
+        return {
+            "id": str(event.originator_id),
+            "organization_id": str(event.context.organization_id),
+            "name": event.name,
+            "client_id": str(event.client_id),
+            "value_e4": money_e4(event.value),
+            "currency": event.currency,
+            "expected_close_date": event.expected_close_date.isoformat(),
+            "pipeline_id": event.pipeline_id,
+            "stage": event.stage,
+            "probability": event.probability,
+            "owner_id": event.owner_id,
+            "source": event.source,
+            "competitor": event.competitor,
+            "notes": event.notes,
+            "stakeholder_contact_ids": [str(i) for i in event.stakeholder_contact_ids],
+            "stakeholder_user_ids": list(event.stakeholder_user_ids),
+            "status": DealStatus.OPEN.value,
+            "archived": 0,
+            "lost_reason": None,
+            "lost_competitor": None,
+            "opened_at_us": at,
+            "closed_at_us": None,
+            "stage_entered_at_us": at,
+            "created_by": event.context.actor_id,
+        }
+
+    @changes.register
+    def _(self, event: Deal.StageChanged, row: RowDict) -> RowDict:
+        return {
+            "stage": event.to_stage,
+            "probability": event.probability,
+            "stage_entered_at_us": micros(event.context.occurred_at),
+        }
+
+    @changes.register
+    def _(self, event: Deal.DealValueChanged, row: RowDict) -> RowDict:
+        return {"value_e4": money_e4(event.value), "currency": event.currency}
+
+    @changes.register
+    def _(self, event: Deal.ExpectedCloseDateChanged, row: RowDict) -> RowDict:
+        return {"expected_close_date": event.expected_close_date.isoformat()}
+
+    @changes.register
+    def _(self, event: Deal.ProbabilityChanged, row: RowDict) -> RowDict:
+        return {"probability": event.probability}
+
+    @changes.register
+    def _(self, event: Deal.DealReassigned, row: RowDict) -> RowDict:
+        return {"owner_id": event.owner_id}
+
+    @changes.register
+    def _(self, event: Deal.StakeholdersChanged, row: RowDict) -> RowDict:
+        return {
+            "stakeholder_contact_ids": [str(i) for i in event.contact_ids],
+            "stakeholder_user_ids": list(event.user_ids),
+        }
+
+    @changes.register
+    def _(self, event: Deal.DealDetailsChanged, row: RowDict) -> RowDict:
+        return dict(event.changes)
+
+    @changes.register
+    def _(self, event: Deal.DealWon, row: RowDict) -> RowDict:
+        at = micros(event.context.occurred_at)
+        return {
+            "status": DealStatus.WON.value,
+            "stage": event.stage,
+            "probability": 100,
+            "value_e4": money_e4(event.value),
+            "currency": event.currency,
+            "closed_at_us": at,
+            "stage_entered_at_us": at,
+        }
+
+    @changes.register
+    def _(self, event: Deal.DealLost, row: RowDict) -> RowDict:
+        at = micros(event.context.occurred_at)
+        return {
+            "status": DealStatus.LOST.value,
+            "stage": event.stage,
+            "probability": 0,
+            "lost_reason": event.reason,
+            "lost_competitor": event.competitor,
+            "closed_at_us": at,
+            "stage_entered_at_us": at,
+        }
+
+    @changes.register
+    def _(self, event: Deal.DealReopened, row: RowDict) -> RowDict:
+        return {
+            "status": DealStatus.OPEN.value,
+            "stage": event.stage,
+            "probability": event.probability,
+            "lost_reason": None,
+            "lost_competitor": None,
+            "closed_at_us": None,
+            "stage_entered_at_us": micros(event.context.occurred_at),
+        }
+
+    @changes.register
+    def _(self, event: Deal.DealArchived, row: RowDict) -> RowDict:
+        return {"archived": 1}
+
+    def after_batch(
+        self, cursor: SqlCursor, before: dict[str, RowDict | None], after: dict[str, RowDict]
+    ) -> None:
+        """Move each changed deal's contribution in the open-pipeline summary."""
+        deltas: Counter[tuple[Any, ...]] = Counter()
+        values: Counter[tuple[Any, ...]] = Counter()
+        weighted: Counter[tuple[Any, ...]] = Counter()
+        for key, new in after.items():
+            for row, sign in ((before[key], -1), (new, +1)):
+                if row is None or row["status"] != DealStatus.OPEN.value or row["archived"]:
+                    continue
+                summary_key = (
+                    row["organization_id"],
+                    row["pipeline_id"],
+                    row["owner_id"] or "",
+                    row["stage"],
+                    row["currency"],
+                    row["expected_close_date"],
+                )
+                deltas[summary_key] += sign
+                values[summary_key] += sign * row["value_e4"]
+                weighted[summary_key] += sign * row["value_e4"] * row["probability"]
+        changed = [
+            (*k, deltas[k], values[k], weighted[k])
+            for k in deltas
+            if deltas[k] or values[k] or weighted[k]
+        ]
+        if not changed:
+            return
+        key = ", ".join(PIPELINE_VALUE_KEY)
+        cursor.executemany(
+            f"INSERT INTO {PIPELINE_VALUE_TABLE} ({key}, deals, value_e4, weighted_e6) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT ({key}) DO UPDATE SET "
+            f"deals = {PIPELINE_VALUE_TABLE}.deals + excluded.deals, "
+            f"value_e4 = {PIPELINE_VALUE_TABLE}.value_e4 + excluded.value_e4, "
+            f"weighted_e6 = {PIPELINE_VALUE_TABLE}.weighted_e6 + excluded.weighted_e6",
+            changed,
+        )
+        cursor.execute(f"DELETE FROM {PIPELINE_VALUE_TABLE} WHERE deals = 0")

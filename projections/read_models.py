@@ -1,0 +1,50 @@
+"""The set of read models the service keeps, created and fed together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+
+from event_store.read_model_store import ReadModelStore, SqlCursor
+from projections.clients import ClientsProjection
+from projections.contacts import ContactsProjection
+from projections.deals import DealsProjection
+from projections.row_projection import RowProjection
+
+PROJECTED_TOPIC_PREFIXES = ("aggregates.client:", "aggregates.contact:", "aggregates.deal:")
+
+
+class ReadModels:
+    """Every read model, applied to each batch of events in the caller's transaction."""
+
+    def __init__(self, store: ReadModelStore) -> None:
+        self.store = store
+        self.projections: tuple[RowProjection, ...] = (
+            ClientsProjection(),
+            ContactsProjection(),
+            DealsProjection(),
+        )
+
+    def create_tables(self) -> None:
+        with self.store.transaction(commit=True) as cursor:
+            for projection in self.projections:
+                for statement in projection.schema():
+                    cursor.execute(statement)
+
+    def apply(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
+        for projection in self.projections:
+            projection.process(cursor, events)
+
+    def clear(self, cursor: SqlCursor) -> None:
+        """Empty every read model (for a rebuild), in the caller's transaction."""
+        for projection in self.projections:
+            for statement in projection.schema():
+                if statement.startswith("CREATE TABLE"):
+                    table = statement.split()[5]
+                    cursor.execute(f"DELETE FROM {table}")
+
+    @staticmethod
+    def is_projected(topic: str) -> bool:
+        return topic.startswith(PROJECTED_TOPIC_PREFIXES)

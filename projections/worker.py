@@ -1,0 +1,122 @@
+"""The projection worker: follows the event log in batches and keeps the read models exact.
+
+Exactly once: each batch's read-model changes and its tracking record commit in one
+transaction, the tracking record written first so that a second worker on the same database
+blocks on it and then fails instead of counting the batch twice. A worker killed anywhere
+leaves either the whole batch or none of it, and resumes from the tracked position.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from event_store.application import EventStoreApplication
+from event_store.read_model_store import ReadModelStore
+from projections.read_models import ReadModels
+
+log = logging.getLogger(__name__)
+
+TRACKING_NAME = "read_models"
+IDLE_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    notifications: int
+    events_applied: int
+    position: int
+
+
+class ProjectionWorker:
+    """Feeds the read models from the event store, ``batch_size`` events per transaction."""
+
+    def __init__(
+        self,
+        events: EventStoreApplication,
+        store: ReadModelStore,
+        *,
+        batch_size: int = 1000,
+        tracking_name: str = TRACKING_NAME,
+    ) -> None:
+        self.events = events
+        self.store = store
+        self.read_models = ReadModels(store)
+        self.batch_size = batch_size
+        self.tracking_name = tracking_name
+        self.wakeup = threading.Event()
+        self._progress = threading.Condition()
+        self.read_models.create_tables()
+
+    @property
+    def position(self) -> int:
+        return self.store.position(self.tracking_name)
+
+    def process_batch(self) -> BatchResult:
+        """Apply the next batch after the tracked position; 0 notifications when caught up."""
+        start = self.position
+        notifications = self.events.recorder.select_notifications(
+            start=start, limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return BatchResult(0, 0, start)
+        to_event = self.events.mapper.to_domain_event
+        domain_events = [to_event(n) for n in notifications if ReadModels.is_projected(n.topic)]
+        last = notifications[-1].id
+        with self.store.transaction(commit=True) as cursor:
+            self.store.insert_tracking(cursor, Tracking(self.tracking_name, last))
+            self.read_models.apply(cursor, domain_events)
+        with self._progress:
+            self._progress.notify_all()
+        return BatchResult(len(notifications), len(domain_events), last)
+
+    def reset(self) -> None:
+        """Empty every read model and forget the position, in one transaction."""
+        with self.store.transaction(commit=True) as cursor:
+            self.read_models.clear(cursor)
+            self.store.forget_position(cursor, self.tracking_name)
+
+    def catch_up(self, on_batch: Callable[[BatchResult], None] | None = None) -> int:
+        """Process batches until the log's head as it was when called; return events seen."""
+        head = self.events.head_position()
+        seen = 0
+        while self.position < head:
+            result = self.process_batch()
+            if result.notifications == 0:
+                break
+            seen += result.notifications
+            if on_batch is not None:
+                on_batch(result)
+        return seen
+
+    def run(self, stop: threading.Event) -> None:
+        """Follow the log until ``stop`` is set, sleeping on :attr:`wakeup` when caught up."""
+        while not stop.is_set():
+            self.wakeup.clear()
+            try:
+                result = self.process_batch()
+            except IntegrityError:
+                log.info("another worker recorded this batch first; reloading the position")
+                continue
+            except Exception:
+                log.exception("projection batch failed; retrying in a second")
+                stop.wait(1.0)
+                continue
+            if result.notifications == 0:
+                self.wakeup.wait(IDLE_POLL_SECONDS)
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until the read models include ``position`` or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while self.position < position:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(min(remaining, 0.05))
+        return True
