@@ -1,0 +1,97 @@
+"""The running service: the event store, the read-model store and, in-process, the worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from commands.service import CrmApplication
+from crm.settings import Settings
+from event_store.listener import listen_for_new_events
+from event_store.read_model_store import ReadModelStore
+from projections.analytics import SalesAnalytics
+from projections.history import RecordHistory
+from projections.queries import RecordQueries
+from projections.read_models import ReadModels
+from projections.worker import TRACKING_NAME, ProjectionWorker
+from read_api.dependencies import ReadSide
+
+
+class Service:
+    """Builds every part from the settings; :meth:`start` and :meth:`stop` its threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        location = settings.location()
+        self.read_store = ReadModelStore(location)
+        ReadModels(self.read_store).create_tables()
+        self.worker: ProjectionWorker | None = None
+        self.commands = CrmApplication(location, on_saved=self._on_saved)
+        if settings.projections_in_process:
+            self.worker = ProjectionWorker(
+                self.commands, self.read_store, batch_size=settings.projection_batch_size
+            )
+        self.read_side = ReadSide(
+            records=RecordQueries(self.read_store),
+            analytics=SalesAnalytics(self.read_store),
+            history=RecordHistory(self.commands),
+            wait_for_position=self.wait_for_position,
+            read_position=self.read_position,
+            max_wait_seconds=settings.read_wait_seconds,
+        )
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if self.worker is None:
+            return
+        worker = self.worker
+        worker.catch_up()
+        thread = threading.Thread(
+            target=worker.run, args=(self._stop,), name="projection-worker", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.worker is not None:
+            self.worker.wakeup.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.commands.close()
+        self.read_store.close()
+
+    def read_position(self) -> int:
+        return self.read_store.position(TRACKING_NAME)
+
+    def head_position(self) -> int:
+        return self.commands.head_position()
+
+    def wait_for_position(self, position: int, timeout: float) -> bool:
+        if self.worker is not None:
+            return self.worker.wait_for(position, timeout)
+        deadline = time.monotonic() + timeout
+        pause = 0.002
+        while self.read_position() < position:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return True
+
+    def _on_saved(self, position: int) -> None:
+        if self.worker is not None:
+            self.worker.wakeup.set()
+
+
+def follow_store(settings: Settings, stop: threading.Event) -> None:
+    """Run the projection worker as its own process's main loop (``crm project``)."""
+    location = settings.location()
+    events = CrmApplication(location)
+    worker = ProjectionWorker(
+        events, ReadModelStore(location), batch_size=settings.projection_batch_size
+    )
+    if location.postgres is not None:
+        listen_for_new_events(location.postgres, events.notify_channel, worker.wakeup, stop)
+    worker.run(stop)

@@ -1,0 +1,41 @@
+"""Every setting of the service, read from ``CRM_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from event_store.location import StoreLocation
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address `crm serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `crm serve` listens on.")
+    data_dir: Path = Field(
+        Path("./var"), description="Folder of the SQLite files (embedded default)."
+    )
+    database_url: str | None = Field(
+        None,
+        description="postgresql://user:password@host:port/db selects PostgreSQL for events "
+        "and read models; unset: SQLite in data_dir.",
+    )
+    pool_size: int = Field(8, ge=1, le=100, description="Database connections per pool.")
+    projections_in_process: bool = Field(
+        True,
+        description="`crm serve` runs the projection worker in-process; set false when "
+        "`crm project` runs it as a separate process.",
+    )
+    projection_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Events per projection transaction."
+    )
+    read_wait_seconds: float = Field(
+        5.0, ge=0, le=60, description="Longest a read waits for its min_position."
+    )
+    log_level: str = Field("info", description="debug, info, warning or error.")
+
+    def location(self) -> StoreLocation:
+        return StoreLocation.from_settings(self.data_dir, self.database_url, self.pool_size)

@@ -1,0 +1,1 @@
+"""The read API: lists, details, history and analytics — from read models only."""

@@ -1,0 +1,89 @@
+"""What read endpoints depend on: the read side's query objects and read-your-writes waits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Response
+from pydantic import AwareDatetime
+
+from projections.analytics import SalesAnalytics
+from projections.history import RecordHistory
+from projections.queries import ListParams, RecordQueries
+
+
+@dataclass(frozen=True)
+class ReadSide:
+    """The read models' query objects, and how to wait for a log position."""
+
+    records: RecordQueries
+    analytics: SalesAnalytics
+    history: RecordHistory
+    wait_for_position: Callable[[int, float], bool]
+    read_position: Callable[[], int]
+    max_wait_seconds: float
+
+
+def read_side(request: Request) -> ReadSide:
+    side: ReadSide = request.app.state.read_side
+    return side
+
+
+Reads = Annotated[ReadSide, Depends(read_side)]
+
+
+def consistent_read(
+    reads: Reads,
+    response: Response,
+    min_position: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**62,
+            description="The position a command returned: wait (bounded) until the read "
+            "models include it. X-Read-Position says what the answer includes.",
+        ),
+    ] = None,
+) -> None:
+    if min_position is not None:
+        reads.wait_for_position(min_position, reads.max_wait_seconds)
+    response.headers["X-Read-Position"] = str(reads.read_position())
+
+
+ConsistentRead = Depends(consistent_read)
+
+
+@dataclass(frozen=True)
+class Paging:
+    cursor: str | None
+    limit: int
+    include_archived: bool
+
+    def sorted_by(self, sort: str) -> ListParams:
+        return ListParams(sort, self.cursor, self.limit, self.include_archived)
+
+
+def paging(
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    include_archived: bool = False,
+) -> Paging:
+    return Paging(cursor, limit, include_archived)
+
+
+Pages = Annotated[Paging, Depends(paging)]
+
+
+def as_instant(value: AwareDatetime | date | None) -> datetime | None:
+    """A date means its midnight UTC."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time(0), tzinfo=UTC)
+
+
+Instant = AwareDatetime | date
