@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import Application
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.persistence import JSONTranscoder, Recording
 
+from event_store.group_commit import GroupCommit, notifications_for
 from event_store.location import StoreLocation
 from event_store.transcodings import register_crm_transcodings
+
 
 class EventStoreApplication(Application[UUID]):
     """An ``eventsourcing`` application with our transcodings and storage settings."""
@@ -19,10 +21,22 @@ class EventStoreApplication(Application[UUID]):
     def __init__(self, location: StoreLocation, **env: str) -> None:
         self.location = location
         super().__init__(env={**location.event_store_env(), **env})
+        self.group_commit = GroupCommit(self.recorder)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         register_crm_transcodings(transcoder)
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        """Store one save's events, sharing a transaction with concurrent saves."""
+        if processing_event.tracking is not None or processing_event.saved_kwargs:
+            msg = "group commit stores plain saves only (no tracking, no recorder kwargs)"
+            raise NotImplementedError(msg)
+        domain_events = processing_event.events
+        stored = [self.mapper.to_stored_event(event) for event in domain_events]
+        ids = self.group_commit.insert(stored) if stored else []
+        notifications = notifications_for(stored, ids)
+        return [Recording(d, n) for d, n in zip(domain_events, notifications, strict=True)]
 
     @property
     def notify_channel(self) -> str:
