@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -72,18 +73,53 @@ def serve(
     )
 
 
-@cli.command()
-def project(data_dir: DataDir = None) -> None:
-    """Run the projection worker as its own process, following the event store."""
-    from crm.service import follow_store
+class Source(StrEnum):
+    STORE = "store"
+    KAFKA = "kafka"
 
-    settings = load_settings(data_dir)
-    configure_logging(settings)
+
+def stop_on_signals() -> threading.Event:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+@cli.command()
+def project(
+    source: Annotated[Source, typer.Option(help="Follow the event store or the Kafka stream")] = (
+        Source.STORE
+    ),
+    group: Annotated[str, typer.Option(help="Kafka consumer group (with --source kafka)")] = (
+        "crm-projections"
+    ),
+    data_dir: DataDir = None,
+) -> None:
+    """Run the projection worker as its own process."""
+    settings = load_settings(data_dir)
+    configure_logging(settings)
+    stop = stop_on_signals()
+    if source is Source.KAFKA:
+        from crm.kafka_wiring import follow_kafka
+
+        console.print(f"projection worker: consuming {settings.kafka_topic} as group {group}")
+        follow_kafka(settings, group, stop)
+        return
+    from crm.service import follow_store
+
     console.print("projection worker: following the event store (Ctrl-C stops)")
     follow_store(settings, stop)
+
+
+@cli.command()
+def relay(data_dir: DataDir = None) -> None:
+    """Publish every stored event to Kafka, in order, at least once."""
+    from crm.kafka_wiring import run_relay
+
+    settings = load_settings(data_dir)
+    configure_logging(settings)
+    console.print(f"relay: publishing the event log to {settings.kafka_topic}")
+    run_relay(settings, stop_on_signals())
 
 
 @cli.command()

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
         5.0, ge=0, le=60, description="Longest a read waits for its min_position."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka brokers for `crm relay` and Kafka-fed workers."
+    )
+    kafka_topic: str = Field("crm.events", description="Topic the event stream is published to.")
+    relay_batch_size: int = Field(
+        1000, ge=1, le=100_000, description="Events per relay batch (acknowledged together)."
+    )
 
     def location(self) -> StoreLocation:
         return StoreLocation.from_settings(self.data_dir, self.database_url, self.pool_size)

@@ -1,7 +1,8 @@
 """A read model kept as one row per record, folded from events a batch at a time.
 
 Each batch loads the rows its events touch, folds the events into them in memory and writes
-back only what changed, in the caller's transaction. Subclasses say which events they fold and
+back only what changed, in the caller's transaction. A row remembers the version of the last
+event folded into it, so an event delivered twice (at-least-once streams) is folded once. Subclasses say which events they fold and
 how; :meth:`RowProjection.after_batch` lets a read model keep summaries from the changed rows.
 """
 
@@ -66,7 +67,10 @@ class RowProjection(ABC):
         rows: dict[str, RowDict | None] = dict(before)
         for event in mine:
             key = str(event.originator_id)
-            rows[key] = self.fold(rows[key], event)
+            row = rows[key]
+            if row is not None and event.originator_version <= row["version"]:
+                continue  # already folded: a redelivered event changes nothing
+            rows[key] = self.fold(row, event)
         changed = {key: row for key, row in rows.items() if row is not None and row != before[key]}
         self.write(cursor, changed.values())
         self.after_batch(cursor, before, changed)

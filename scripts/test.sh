@@ -7,6 +7,7 @@
 # - creates .venv (if missing) and installs the project with its `dev` extra;
 # - starts a throwaway PostgreSQL cluster (scripts/pg-cluster.sh) and exports
 #   CRM_TEST_POSTGRES_URL / PGHOST / PGPORT / PGUSER / PGDATABASE for it;
+# - starts a throwaway Kafka broker (scripts/kafka.sh) and exports CRM_TEST_KAFKA_BOOTSTRAP;
 # - runs pytest with the given arguments and exits with its exit code
 #   ("no tests collected" counts as a failure);
 # - always stops the cluster and deletes its directory on exit, whether the
@@ -45,14 +46,15 @@ log "installing the project and its dev dependencies into .venv"
 
 # --- Services -------------------------------------------------------------------
 PG_DIR=''
-# KAFKA_DIR=''
+KAFKA_DIR=''
 
 # shellcheck disable=SC2317  # invoked via trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
-    # [Kafka hook] stop the broker here, before PostgreSQL:
-    # if [ -n "$KAFKA_DIR" ]; then scripts/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true; fi
+    if [ -n "$KAFKA_DIR" ]; then
+        scripts/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || log "warning: could not stop the Kafka broker in $KAFKA_DIR"
+    fi
     if [ -n "$PG_DIR" ]; then
         scripts/pg-cluster.sh stop "$PG_DIR" >/dev/null 2>&1 || log "warning: could not stop the PostgreSQL cluster in $PG_DIR"
     fi
@@ -71,17 +73,13 @@ scripts/pg-cluster.sh start "$PG_DIR" >/dev/null
 source "$PG_DIR/env"
 log "PostgreSQL: $CRM_TEST_POSTGRES_URL"
 
-# ---------------------------------------------------------------------------------
-# [Kafka hook] Start a throwaway Kafka broker the same way once scripts/kafka.sh
-# exists (start DIR -> writes DIR/env exporting e.g. CRM_TEST_KAFKA_BOOTSTRAP;
-# stop DIR -> stops it and removes DIR), and stop it in cleanup() above:
-#
-# KAFKA_DIR=$(mktemp -d /tmp/crm-test-kafka.XXXXXX)
-# log "starting Kafka in $KAFKA_DIR"
-# scripts/kafka.sh start "$KAFKA_DIR" >/dev/null
-# # shellcheck source=/dev/null
-# source "$KAFKA_DIR/env"
-# ---------------------------------------------------------------------------------
+# A throwaway Apache Kafka broker (KRaft, loopback; jars cached outside the repo).
+KAFKA_DIR=$(mktemp -d /tmp/crm-test-kafka.XXXXXX)
+log "starting Kafka in $KAFKA_DIR"
+scripts/kafka.sh start "$KAFKA_DIR" >/dev/null
+# shellcheck source=/dev/null
+source "$KAFKA_DIR/env"
+log "Kafka: $CRM_TEST_KAFKA_BOOTSTRAP"
 
 # --- Tests ----------------------------------------------------------------------
 rc=0
