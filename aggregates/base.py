@@ -8,7 +8,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from aggregates.context import EventContext
-from aggregates.errors import RuleBroken
+from aggregates.errors import InvalidValue, RuleBroken
 
 
 class CrmAggregate(Aggregate):
@@ -34,6 +34,8 @@ class CrmAggregate(Aggregate):
 
     def check_in_sequence(self, context: EventContext) -> None:
         """Refuse a business time earlier than this record's previous event."""
+        if context.occurred_at.utcoffset() is None:
+            raise InvalidValue("occurred_at", "occurred_at needs a UTC offset, e.g. Z or +02:00.")
         if context.occurred_at < self.last_occurred_at:
             raise RuleBroken(
                 f"occurred_at {context.occurred_at.isoformat()} is before this record's "

@@ -79,6 +79,8 @@ class Client(CrmAggregate):
     def set_primary_contact(self, contact_id: UUID, context: EventContext) -> None:
         """Set the primary contact; the caller has checked it is linked to this client."""
         self._check_changeable(context)
+        if contact_id == self.primary_contact_id:
+            raise RuleBroken(f"Contact {contact_id} is already the primary contact.")
         self._primary_contact_set(contact_id=contact_id, context=context)
 
     def archive(self, context: EventContext) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -13,6 +14,9 @@ from aggregates.base import CrmAggregate
 from aggregates.context import EventContext
 from aggregates.errors import InvalidValue, RuleBroken
 from aggregates.pipeline import PIPELINES, Pipeline, StageKind
+
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+DETAIL_FIELDS = frozenset({"name", "source", "competitor", "notes"})
 
 
 class DealStatus(StrEnum):
@@ -208,6 +212,10 @@ class Deal(CrmAggregate):
         self._check_changeable(context)
         if not changes:
             raise InvalidValue("body", "Name at least one field to change.")
+        for field in changes.keys() - DETAIL_FIELDS:
+            raise InvalidValue(field, f"{field} is not a detail of a deal.")
+        if "name" in changes and not changes["name"]:
+            raise InvalidValue("name", "A deal needs a name.")
         self._details_changed(changes=changes, context=context)
 
     def win(self, context: EventContext) -> None:
@@ -317,7 +325,7 @@ def pipeline_named(pipeline_id: str) -> Pipeline:
 def check_money(value: Decimal, currency: str) -> None:
     if not value.is_finite() or value < 0:
         raise InvalidValue("value", "A deal's value is a decimal number of at least 0.")
-    if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+    if not CURRENCY_CODE.fullmatch(currency):
         raise InvalidValue("currency", f"{currency!r} is not an ISO 4217 currency code.")
 
 

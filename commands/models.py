@@ -12,6 +12,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -20,6 +21,7 @@ from pydantic import (
 from pydantic_extra_types.country import CountryAlpha2
 from pydantic_extra_types.currency_code import ISO4217
 
+from aggregates.access import ContributorAccess, Role
 from aggregates.client import ClientCategory, ClientStatus
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -43,6 +45,16 @@ def _not_in_future(value: datetime | None) -> datetime | None:
 
 
 BusinessTime = Annotated[AwareDatetime | None, AfterValidator(_not_in_future)]
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("this field is required on the record and cannot be set to null")
+    return value
+
+
+# A field a PATCH may leave out but not set to null (the record requires it).
+KeptName = Annotated[Name | None, BeforeValidator(_refuse_null)]
 
 
 class Command(BaseModel):
@@ -128,7 +140,7 @@ class RegisterClient(Command, ClientDetailFields):
 class ChangeClientDetails(Command):
     """Change the fields given; fields left out keep their value."""
 
-    name: Name | None = None
+    name: KeptName = None
     address: Address | None = None
     phones: list[PhoneNumber] | None = Field(default=None, max_length=20)
     emails: list[EmailStr] | None = Field(default=None, max_length=20)
@@ -138,7 +150,8 @@ class ChangeClientDetails(Command):
     custom_fields: CustomFields | None = None
 
     def changed_details(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_unset=True, exclude={"name", "occurred_at"})
+        """The fields given, name included."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude={"occurred_at"})
 
 
 class ChangeClientStatus(Command):
@@ -187,9 +200,9 @@ class CreateContact(Command, ContactDetailFields):
 class ChangeContactDetails(Command):
     """Change the fields given; fields left out keep their value."""
 
-    first_name: Name | None = None
-    last_name: Name | None = None
-    email: EmailStr | None = None
+    first_name: KeptName = None
+    last_name: KeptName = None
+    email: Annotated[EmailStr | None, BeforeValidator(_refuse_null)] = None
     job_title: ShortText | None = None
     phones: list[PhoneNumber] | None = Field(default=None, max_length=20)
     department: ShortText | None = None
@@ -268,7 +281,7 @@ class ChangeStakeholders(Command):
 class ChangeDealDetails(Command):
     """Change the fields given; fields left out keep their value."""
 
-    name: Name | None = None
+    name: KeptName = None
     source: ShortText | None = None
     competitor: ShortText | None = None
     notes: Notes | None = None
@@ -287,3 +300,51 @@ class ReopenDeal(Command):
     stage: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
         default=None, description="Default: the last open stage before it closed."
     )
+
+
+# --- administration --------------------------------------------------------------------------
+
+UserId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s/]+$")]
+
+
+class CreateOrganization(Command):
+    name: Name
+    base_currency: ISO4217 = ISO4217("EUR")
+    admin_user_id: UserId
+
+
+class ChangeOrganizationSettings(Command):
+    """Change the settings given; settings left out keep their value."""
+
+    name: Name | None = None
+    base_currency: ISO4217 | None = None
+    crm_enabled: bool | None = None
+    deal_creator_roles: list[Role] | None = Field(
+        default=None, description="Roles that may create deals; ADMIN always may."
+    )
+    contributor_access: ContributorAccess | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True, exclude={"occurred_at"})
+
+
+class AddMember(Command):
+    user_id: UserId
+    role: Role
+
+
+class ChangeRole(Command):
+    role: Role
+
+
+class RemoveMember(Command):
+    pass
+
+
+class IssueToken(Command):
+    label: Annotated[str, Field(min_length=1, max_length=100)] = "api"
+    expires_at: AwareDatetime | None = None
+
+
+class RevokeToken(Command):
+    pass
