@@ -8,7 +8,7 @@ endpoint to read your own write.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 from uuid import UUID, uuid4
 
@@ -21,7 +21,7 @@ from commands.idempotency import request_fingerprint
 from commands.service import Accepted, CommandMeta, CrmApplication, IdempotencyKey
 from crm.identity import CurrentActor
 
-RECORD_PATHS = {"client": "/clients", "contact": "/contacts", "deal": "/deals"}
+RECORD_PATHS = {"client": "/clients", "contact": "/contacts", "deal": "/deals", "token": "/tokens"}
 
 
 class InvalidHeader(Exception):
@@ -65,39 +65,38 @@ class CommandRequest:
     method: str
     path: str
 
-    def run(self, call: Callable[[CommandMeta], Accepted], cmd: models.Command) -> JSONResponse:
+    def meta_for(self, cmd: models.Command, *, idempotent: bool = True) -> CommandMeta:
+        """The command's metadata: business time from the body, idempotency from the header."""
         idempotency = None
         if self.idempotency_key is not None:
-            fingerprint = request_fingerprint(
-                self.method, self.path, cmd.model_dump_json().encode()
-            )
+            if not idempotent:
+                raise InvalidHeader(
+                    "Idempotency-Key", "This command cannot be replayed: send no Idempotency-Key."
+                )
+            body = cmd.model_dump_json().encode()
+            fingerprint = request_fingerprint(self.method, self.path, body)
             idempotency = IdempotencyKey(self.idempotency_key, fingerprint)
-        meta = CommandMeta(
-            organization_id=self.meta.organization_id,
-            actor_id=self.meta.actor_id,
-            occurred_at=cmd.occurred_at,
-            command_id=self.meta.command_id,
-            correlation_id=self.meta.correlation_id,
-            expected_version=self.meta.expected_version,
-            idempotency=idempotency,
-        )
-        return answer(call(meta))
+        return replace(self.meta, occurred_at=cmd.occurred_at, idempotency=idempotency)
+
+    def run(self, call: Callable[[CommandMeta], Accepted], cmd: models.Command) -> JSONResponse:
+        return answer(call(self.meta_for(cmd)))
 
 
-def answer(accepted: Accepted) -> JSONResponse:
+def answer(accepted: Accepted, **extra: str) -> JSONResponse:
+    """201 or 200 with the record, version and position; ETag and X-Event-Position headers."""
     body = CommandResult(
         type=accepted.record_type,
         id=accepted.record_id,
         version=accepted.version,
         position=accepted.position,
-    )
+    ).model_dump(mode="json")
     headers = {"ETag": f'"{accepted.version}"', "X-Event-Position": str(accepted.position)}
-    if accepted.created:
+    if accepted.created and accepted.record_type in RECORD_PATHS:
         headers["Location"] = f"{RECORD_PATHS[accepted.record_type]}/{accepted.record_id}"
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(
-        body.model_dump(mode="json"),
+        {**body, **extra},
         status_code=201 if accepted.created else 200,
         headers=headers,
     )
@@ -116,6 +115,7 @@ def command_request(
     meta = CommandMeta(
         organization_id=actor.organization_id,
         actor_id=actor.user_id,
+        role=actor.role,
         command_id=command_id,
         correlation_id=x_correlation_id or command_id,
         expected_version=parse_if_match(if_match),

@@ -40,3 +40,7 @@ class IdempotencyKeyReused(DomainError):
 class ConcurrentChange(DomainError):
     def __init__(self, record_type: str) -> None:
         super().__init__(f"The {record_type} kept changing under this command; send it again.")
+
+
+class Forbidden(DomainError):
+    """The caller's role may not do this (HTTP 403); the message names role and capability."""

@@ -16,6 +16,8 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from aggregates.access import Role, may_change_deal
+from aggregates.api_token import ApiToken
 from aggregates.base import CrmAggregate
 from aggregates.client import Client
 from aggregates.contact import Contact
@@ -23,15 +25,30 @@ from aggregates.context import EventContext
 from aggregates.deal import Deal
 from aggregates.email_claim import EmailClaim, normalized_email
 from aggregates.errors import RuleBroken
+from aggregates.membership import Membership
+from aggregates.organization import Organization
 from commands import models
-from commands.errors import ConcurrentChange, IdempotencyKeyReused, RecordNotFound, StaleVersion
+from commands.errors import (
+    ConcurrentChange,
+    Forbidden,
+    IdempotencyKeyReused,
+    RecordNotFound,
+    StaleVersion,
+)
 from commands.idempotency import IdempotentCommand
 from event_store.application import EventStoreApplication
 
 MAX_ATTEMPTS = 5
 TAggregate = TypeVar("TAggregate", bound=CrmAggregate)
 TAny = TypeVar("TAny", bound=Aggregate)
-RECORD_TYPES: dict[type[CrmAggregate], str] = {Client: "client", Contact: "contact", Deal: "deal"}
+RECORD_TYPES: dict[type[CrmAggregate], str] = {
+    Client: "client",
+    Contact: "contact",
+    Deal: "deal",
+    Organization: "organization",
+    Membership: "member",
+    ApiToken: "token",
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,7 @@ class CommandMeta:
 
     organization_id: UUID
     actor_id: str
+    role: Role = Role.ADMIN
     occurred_at: datetime | None = None
     command_id: UUID = field(default_factory=uuid4)
     correlation_id: UUID | None = None
@@ -101,23 +119,23 @@ class CrmApplication(EventStoreApplication):
             )
             return Decision(client, [client], created=True)
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def change_client_details(
         self, client_id: UUID, cmd: models.ChangeClientDetails, meta: CommandMeta
     ) -> Accepted:
         def decide() -> Decision:
-            client = self._load(Client, client_id, meta)
+            client = self.load_record(Client, client_id, meta)
             client.change_details(cmd.changed_details(), meta.context())
             return Decision(client, [client])
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def change_client_status(
         self, client_id: UUID, cmd: models.ChangeClientStatus, meta: CommandMeta
     ) -> Accepted:
         def decide() -> Decision:
-            client = self._load(Client, client_id, meta)
+            client = self.load_record(Client, client_id, meta)
             client.change_status(
                 status=(cmd.status or client.status),
                 category=(cmd.category or client.category),
@@ -125,14 +143,14 @@ class CrmApplication(EventStoreApplication):
             )
             return Decision(client, [client])
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def set_primary_contact(
         self, client_id: UUID, cmd: models.SetPrimaryContact, meta: CommandMeta
     ) -> Accepted:
         def decide() -> Decision:
-            client = self._load(Client, client_id, meta)
-            contact = self._load(Contact, cmd.contact_id, meta, for_field="contact_id")
+            client = self.load_record(Client, client_id, meta)
+            contact = self.load_record(Contact, cmd.contact_id, meta, for_field="contact_id")
             if contact.client_id != client.id or contact.archived:
                 raise RuleBroken(
                     f"Contact {contact.id} is not linked to client {client.id}; "
@@ -141,13 +159,13 @@ class CrmApplication(EventStoreApplication):
             client.set_primary_contact(contact.id, meta.context())
             return Decision(client, [client])
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def archive_client(self, client_id: UUID, meta: CommandMeta) -> Accepted:
-        return self._on(Client, client_id, meta, lambda c: c.archive(meta.context()))
+        return self.on_record(Client, client_id, meta, lambda c: c.archive(meta.context()))
 
     def restore_client(self, client_id: UUID, meta: CommandMeta) -> Accepted:
-        return self._on(Client, client_id, meta, lambda c: c.restore(meta.context()))
+        return self.on_record(Client, client_id, meta, lambda c: c.restore(meta.context()))
 
     # --- contacts ------------------------------------------------------------------------
 
@@ -155,7 +173,9 @@ class CrmApplication(EventStoreApplication):
         def decide() -> Decision:
             context = meta.context()
             if cmd.client_id is not None:
-                self._load(Client, cmd.client_id, meta, for_field="client_id").check_not_archived()
+                self.load_record(
+                    Client, cmd.client_id, meta, for_field="client_id"
+                ).check_not_archived()
             contact = Contact(
                 first_name=cmd.first_name,
                 last_name=cmd.last_name,
@@ -168,23 +188,23 @@ class CrmApplication(EventStoreApplication):
                 contact.link_to(cmd.client_id, context)
             return Decision(contact, [contact, claim], created=True)
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def change_contact_details(
         self, contact_id: UUID, cmd: models.ChangeContactDetails, meta: CommandMeta
     ) -> Accepted:
         def decide() -> Decision:
-            contact = self._load(Contact, contact_id, meta)
+            contact = self.load_record(Contact, contact_id, meta)
             changes = cmd.changed_details()
             changed: list[Aggregate] = [contact]
             new_email = None if cmd.email is None else normalized_email(cmd.email)
             if new_email is not None and new_email != contact.email:
-                old_claim = self._get(
+                old_claim = self.find(
                     EmailClaim, EmailClaim.id_for(meta.organization_id, contact.email)
                 )
                 changed.append(self._claim_email(contact, new_email, meta))
                 if old_claim is not None:
-                    old_claim.release()
+                    old_claim.release(contact.id, meta.context())
                     changed.append(old_claim)
                 changes["email"] = new_email
             for name in ("first_name", "last_name"):
@@ -193,24 +213,26 @@ class CrmApplication(EventStoreApplication):
             contact.change_details(changes, meta.context())
             return Decision(contact, changed)
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def link_contact(
         self, contact_id: UUID, cmd: models.LinkContact, meta: CommandMeta
     ) -> Accepted:
         def decide() -> Decision:
-            contact = self._load(Contact, contact_id, meta)
-            self._load(Client, cmd.client_id, meta, for_field="client_id").check_not_archived()
+            contact = self.load_record(Contact, contact_id, meta)
+            self.load_record(
+                Client, cmd.client_id, meta, for_field="client_id"
+            ).check_not_archived()
             contact.link_to(cmd.client_id, meta.context())
             return Decision(contact, [contact])
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def unlink_contact(self, contact_id: UUID, meta: CommandMeta) -> Accepted:
         def decide() -> Decision:
-            contact = self._load(Contact, contact_id, meta)
+            contact = self.load_record(Contact, contact_id, meta)
             if contact.client_id is not None:
-                client = self._get(Client, contact.client_id)
+                client = self.find(Client, contact.client_id)
                 if client is not None and client.primary_contact_id == contact.id:
                     raise RuleBroken(
                         f"Contact {contact.id} is the primary contact of client {client.id}; "
@@ -219,19 +241,21 @@ class CrmApplication(EventStoreApplication):
             contact.unlink(meta.context())
             return Decision(contact, [contact])
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def archive_contact(self, contact_id: UUID, meta: CommandMeta) -> Accepted:
-        return self._on(Contact, contact_id, meta, lambda c: c.archive(meta.context()))
+        return self.on_record(Contact, contact_id, meta, lambda c: c.archive(meta.context()))
 
     def restore_contact(self, contact_id: UUID, meta: CommandMeta) -> Accepted:
-        return self._on(Contact, contact_id, meta, lambda c: c.restore(meta.context()))
+        return self.on_record(Contact, contact_id, meta, lambda c: c.restore(meta.context()))
 
     # --- deals ---------------------------------------------------------------------------
 
     def open_deal(self, cmd: models.OpenDeal, meta: CommandMeta) -> Accepted:
         def decide() -> Decision:
-            self._load(Client, cmd.client_id, meta, for_field="client_id").check_not_archived()
+            self.load_record(
+                Client, cmd.client_id, meta, for_field="client_id"
+            ).check_not_archived()
             self._check_contacts(cmd.stakeholder_contact_ids, meta, "stakeholder_contact_ids")
             deal = Deal.open(
                 name=cmd.name,
@@ -251,28 +275,24 @@ class CrmApplication(EventStoreApplication):
             )
             return Decision(deal, [deal], created=True)
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
     def change_stage(self, deal_id: UUID, cmd: models.ChangeStage, meta: CommandMeta) -> Accepted:
-        return self._on(
-            Deal,
-            deal_id,
-            meta,
-            lambda d: d.change_stage(cmd.stage, cmd.probability, meta.context()),
+        return self._on_owned_deal(
+            deal_id, meta, lambda d: d.change_stage(cmd.stage, cmd.probability, meta.context())
         )
 
     def change_deal_value(
         self, deal_id: UUID, cmd: models.ChangeDealValue, meta: CommandMeta
     ) -> Accepted:
-        return self._on(
-            Deal, deal_id, meta, lambda d: d.change_value(cmd.value, cmd.currency, meta.context())
+        return self._on_owned_deal(
+            deal_id, meta, lambda d: d.change_value(cmd.value, cmd.currency, meta.context())
         )
 
     def change_expected_close_date(
         self, deal_id: UUID, cmd: models.ChangeExpectedCloseDate, meta: CommandMeta
     ) -> Accepted:
-        return self._on(
-            Deal,
+        return self._on_owned_deal(
             deal_id,
             meta,
             lambda d: d.change_expected_close_date(cmd.expected_close_date, meta.context()),
@@ -281,12 +301,14 @@ class CrmApplication(EventStoreApplication):
     def change_probability(
         self, deal_id: UUID, cmd: models.ChangeProbability, meta: CommandMeta
     ) -> Accepted:
-        return self._on(
-            Deal, deal_id, meta, lambda d: d.change_probability(cmd.probability, meta.context())
+        return self._on_owned_deal(
+            deal_id, meta, lambda d: d.change_probability(cmd.probability, meta.context())
         )
 
     def reassign_deal(self, deal_id: UUID, cmd: models.ReassignDeal, meta: CommandMeta) -> Accepted:
-        return self._on(Deal, deal_id, meta, lambda d: d.reassign(cmd.owner_id, meta.context()))
+        return self.on_record(
+            Deal, deal_id, meta, lambda d: d.reassign(cmd.owner_id, meta.context())
+        )
 
     def change_stakeholders(
         self, deal_id: UUID, cmd: models.ChangeStakeholders, meta: CommandMeta
@@ -295,31 +317,33 @@ class CrmApplication(EventStoreApplication):
             self._check_contacts(cmd.contact_ids, meta, "contact_ids")
             deal.change_stakeholders(cmd.contact_ids, cmd.user_ids, meta.context())
 
-        return self._on(Deal, deal_id, meta, decide)
+        return self._on_owned_deal(deal_id, meta, decide)
 
     def change_deal_details(
         self, deal_id: UUID, cmd: models.ChangeDealDetails, meta: CommandMeta
     ) -> Accepted:
         changes = cmd.model_dump(exclude_unset=True, exclude={"occurred_at"})
-        return self._on(Deal, deal_id, meta, lambda d: d.change_details(changes, meta.context()))
+        return self._on_owned_deal(
+            deal_id, meta, lambda d: d.change_details(changes, meta.context())
+        )
 
     def win_deal(self, deal_id: UUID, meta: CommandMeta) -> Accepted:
-        return self._on(Deal, deal_id, meta, lambda d: d.win(meta.context()))
+        return self._on_owned_deal(deal_id, meta, lambda d: d.win(meta.context()))
 
     def lose_deal(self, deal_id: UUID, cmd: models.LoseDeal, meta: CommandMeta) -> Accepted:
-        return self._on(
-            Deal, deal_id, meta, lambda d: d.lose(cmd.reason, cmd.competitor, meta.context())
+        return self._on_owned_deal(
+            deal_id, meta, lambda d: d.lose(cmd.reason, cmd.competitor, meta.context())
         )
 
     def reopen_deal(self, deal_id: UUID, cmd: models.ReopenDeal, meta: CommandMeta) -> Accepted:
-        return self._on(Deal, deal_id, meta, lambda d: d.reopen(cmd.stage, meta.context()))
+        return self._on_owned_deal(deal_id, meta, lambda d: d.reopen(cmd.stage, meta.context()))
 
     def archive_deal(self, deal_id: UUID, meta: CommandMeta) -> Accepted:
-        return self._on(Deal, deal_id, meta, lambda d: d.archive(meta.context()))
+        return self.on_record(Deal, deal_id, meta, lambda d: d.archive(meta.context()))
 
     # --- the load → decide → save cycle --------------------------------------------------
 
-    def _on(
+    def on_record(
         self,
         aggregate_type: type[TAggregate],
         record_id: UUID,
@@ -329,13 +353,28 @@ class CrmApplication(EventStoreApplication):
         """Run a command that changes one record."""
 
         def decide() -> Decision:
-            record = self._load(aggregate_type, record_id, meta)
+            record = self.load_record(aggregate_type, record_id, meta)
             command(record)
             return Decision(record, [record])
 
-        return self._execute(meta, decide)
+        return self.execute(meta, decide)
 
-    def _execute(self, meta: CommandMeta, decide: Callable[[], Decision]) -> Accepted:
+    def _on_owned_deal(
+        self, deal_id: UUID, meta: CommandMeta, command: Callable[[Deal], None]
+    ) -> Accepted:
+        """Run a command that changes a deal: ADMIN any deal, MANAGER only their own."""
+
+        def checked(deal: Deal) -> None:
+            if not may_change_deal(meta.role, meta.actor_id, deal.owner_id):
+                raise Forbidden(
+                    f"Role {meta.role.value} may not change deal {deal.id}: "
+                    "a MANAGER changes only the deals they own."
+                )
+            command(deal)
+
+        return self.on_record(Deal, deal_id, meta, checked)
+
+    def execute(self, meta: CommandMeta, decide: Callable[[], Decision]) -> Accepted:
         """Decide and save; on a conflicting save, decide again on fresh state."""
         if meta.idempotency is not None and (answer := self._first_answer(meta)) is not None:
             return answer
@@ -383,7 +422,7 @@ class CrmApplication(EventStoreApplication):
     def _first_answer(self, meta: CommandMeta) -> Accepted | None:
         assert meta.idempotency is not None
         answer_id = IdempotentCommand.id_for(meta.organization_id, meta.idempotency.key)
-        answer = self._get(IdempotentCommand, answer_id)
+        answer = self.find(IdempotentCommand, answer_id)
         if answer is None:
             return None
         if answer.fingerprint != meta.idempotency.fingerprint:
@@ -397,7 +436,7 @@ class CrmApplication(EventStoreApplication):
             replayed=True,
         )
 
-    def _load(
+    def load_record(
         self,
         aggregate_type: type[TAggregate],
         record_id: UUID,
@@ -405,7 +444,7 @@ class CrmApplication(EventStoreApplication):
         for_field: str | None = None,
     ) -> TAggregate:
         """Load a record of the caller's organization, checking If-Match on the target."""
-        record = self._get(aggregate_type, record_id)
+        record = self.find(aggregate_type, record_id)
         if record is None or record.organization_id != meta.organization_id:
             raise RecordNotFound(RECORD_TYPES[aggregate_type], record_id, field=for_field)
         expected = meta.expected_version
@@ -413,7 +452,7 @@ class CrmApplication(EventStoreApplication):
             raise StaleVersion(RECORD_TYPES[aggregate_type], expected, record.version)
         return record
 
-    def _get(self, aggregate_type: type[TAny], record_id: UUID) -> TAny | None:
+    def find(self, aggregate_type: type[TAny], record_id: UUID) -> TAny | None:
         """The aggregate with this id if it is an ``aggregate_type``, else None."""
         try:
             record: object = self.repository.get(record_id)
@@ -423,14 +462,12 @@ class CrmApplication(EventStoreApplication):
 
     def _claim_email(self, contact: Contact, email: str, meta: CommandMeta) -> EmailClaim:
         claim_id = EmailClaim.id_for(meta.organization_id, email)
-        claim: EmailClaim | None = self._get(EmailClaim, claim_id)
+        claim: EmailClaim | None = self.find(EmailClaim, claim_id)
         if claim is None:
-            return EmailClaim(
-                organization_id=meta.organization_id, email=email, contact_id=contact.id
-            )
-        claim.claim_for(contact.id)
+            return EmailClaim(email=email, contact_id=contact.id, context=meta.context())
+        claim.claim_for(contact.id, meta.context())
         return claim
 
     def _check_contacts(self, contact_ids: list[UUID], meta: CommandMeta, field: str) -> None:
         for contact_id in contact_ids:
-            self._load(Contact, contact_id, meta, for_field=field)
+            self.load_record(Contact, contact_id, meta, for_field=field)

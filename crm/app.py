@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
+from commands import admin_api as admin_command_api
 from commands import api as command_api
+from crm.bootstrap import ADMIN_TOKEN_FILE
+from crm.policy import authorize
 from crm.problems import register_problem_handlers
 from crm.service import Service
 from crm.settings import Settings
+from read_api import administration as administration_api
 from read_api import analytics as analytics_api
 from read_api import records as record_api
 
@@ -33,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         app.state.commands = service.commands
         app.state.read_side = service.read_side
+        app.state.authenticator = service.authenticator
+        if service.first_run_token is not None:
+            announce_first_run(settings, service.first_run_token)
         try:
             yield
         finally:
@@ -45,8 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     register_problem_handlers(app)
-    for router in (*command_api.routers, *record_api.routers, analytics_api.router):
-        app.include_router(router)
+    routers = (
+        *command_api.routers,
+        admin_command_api.router,
+        *record_api.routers,
+        analytics_api.router,
+        administration_api.router,
+    )
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(authorize)])
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Health:
@@ -58,3 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     return app
+
+
+def announce_first_run(settings: Settings, token: str) -> None:
+    """Print the first admin token once; it is also in the data folder, mode 0600."""
+    print(
+        "\nFirst run: created the organization 'Default' and its admin 'admin'.\n"
+        f"Admin token (shown once; also in {settings.data_dir / ADMIN_TOKEN_FILE}):\n"
+        f"  {token}\n"
+        f'  curl -H "Authorization: Bearer {token}" http://{settings.host}:{settings.port}/clients\n',
+        flush=True,
+    )

@@ -23,7 +23,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from aggregates.errors import DomainError
 from commands.service import CrmApplication
+from crm.admin_cli import admin
 from crm.identity import DEFAULT_ORGANIZATION_ID
 from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
@@ -31,6 +33,7 @@ from projections.history import RecordHistory
 from projections.worker import ProjectionWorker
 
 cli = typer.Typer(help="MONTON CRM: the event-sourced CRM service.", no_args_is_help=True)
+cli.add_typer(admin, name="admin")
 console = Console()
 
 DataDir = Annotated[
@@ -68,7 +71,9 @@ def serve(
     store = "PostgreSQL" if settings.database_url else f"SQLite in {settings.data_dir}"
     console.print(f"MONTON CRM on http://{settings.host}:{settings.port} — {store}")
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
         log_level=settings.log_level.lower(),
     )
 
@@ -134,9 +139,14 @@ def replay(data_dir: DataDir = None) -> None:
     head = events.head_position()
     started = time.monotonic()
     with Progress(
-        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>9} events/s"), TimeElapsedColumn(), TextColumn("ETA"),
-        TimeRemainingColumn(), console=console,
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9} events/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
     ) as progress:
         task = progress.add_task("replay", total=head, rate="-")
 
@@ -182,11 +192,19 @@ def history(
     table = Table("v", "event", "who", "occurred (business)", "recorded", "changes")
     for entry in entries:
         table.add_row(
-            str(entry.version), entry.type, entry.actor_id, entry.occurred_at.isoformat(),
-            entry.recorded_at.isoformat(), ", ".join(f"{k}={v}" for k, v in entry.changes.items()),
+            str(entry.version),
+            entry.type,
+            entry.actor_id,
+            entry.occurred_at.isoformat(),
+            entry.recorded_at.isoformat(),
+            ", ".join(f"{k}={v}" for k, v in entry.changes.items()),
         )
     console.print(table)
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except DomainError as refusal:
+        console.print(f"[red]refused:[/red] {refusal}")
+        raise SystemExit(1) from None

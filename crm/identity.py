@@ -1,39 +1,119 @@
-"""Who is calling: the one place every request's actor is resolved.
+"""Who is calling: bearer API tokens or signed JWTs, resolved to an :class:`Actor`.
 
-Until organizations and users land, every request runs as the administrator of one default
-organization. Both APIs depend on :data:`CurrentActor`, so real identity replaces only this.
+API tokens are looked up by the id derived from their hash and compared in constant time;
+JWTs are verified with the configured issuer's key and algorithm (PyJWT), and take the role
+from their ``role`` claim or, failing that, from the user's membership. Either way the
+organization must exist here. Both APIs depend on :data:`CurrentActor`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import Depends
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from aggregates.access import AccessSettings, Role
+from aggregates.api_token import TOKEN_PREFIX, ApiToken, secret_hash
+from aggregates.membership import Membership
+from aggregates.organization import Organization
+from commands.service import CrmApplication
+from crm.settings import Settings
 
 DEFAULT_ORGANIZATION_ID = UUID("00000000-0000-4000-8000-000000000001")
 DEFAULT_ADMIN_ID = "admin"
 
 
-class Role(StrEnum):
-    ADMIN = "ADMIN"
-    MANAGER = "MANAGER"
-    CONTRIBUTOR = "CONTRIBUTOR"
-    GUEST = "GUEST"
+class Unauthenticated(Exception):
+    """Missing or bad credentials (HTTP 401). The message never echoes a secret."""
 
 
 @dataclass(frozen=True)
 class Actor:
     organization_id: UUID
+    organization_name: str
     user_id: str
     role: Role
+    access: AccessSettings
 
 
-def current_actor() -> Actor:
-    """The caller of this request."""
-    return Actor(DEFAULT_ORGANIZATION_ID, DEFAULT_ADMIN_ID, Role.ADMIN)
+class Authenticator:
+    """Resolves a bearer credential to the actor it stands for."""
+
+    def __init__(self, app: CrmApplication, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def actor_for(self, credential: str | None) -> Actor:
+        if not credential:
+            raise Unauthenticated("Send a bearer token: Authorization: Bearer <token>.")
+        if credential.startswith(TOKEN_PREFIX):
+            return self._from_api_token(credential)
+        if self.settings.jwt_key:
+            return self._from_jwt(credential)
+        raise Unauthenticated("The bearer token is not valid.")
+
+    def _from_api_token(self, secret: str) -> Actor:
+        token = self.app.find(ApiToken, ApiToken.id_for_hash(secret_hash(secret)))
+        if token is None or not token.matches(secret, datetime.now(UTC)):
+            raise Unauthenticated("The bearer token is not valid (unknown, revoked or expired).")
+        member = self.app.find(Membership, Membership.id_for(token.organization_id, token.user_id))
+        if member is None or not member.is_member:
+            raise Unauthenticated("The token's user is no longer a member of its organization.")
+        return self._actor(token.organization_id, token.user_id, member.role)
+
+    def _from_jwt(self, credential: str) -> Actor:
+        settings = self.settings
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                credential,
+                key=settings.jwt_key or "",
+                algorithms=[settings.jwt_algorithm],
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                options={"require": ["exp", "sub", "iss", settings.jwt_organization_claim]},
+            )
+            organization_id = UUID(str(claims[settings.jwt_organization_claim]))
+        except (jwt.PyJWTError, ValueError) as error:
+            raise Unauthenticated(f"The bearer JWT is not valid: {error}.") from None
+        user_id = str(claims["sub"])
+        role = self._jwt_role(claims, organization_id, user_id)
+        return self._actor(organization_id, user_id, role)
+
+    def _jwt_role(self, claims: dict[str, Any], organization_id: UUID, user_id: str) -> Role:
+        if "role" in claims:
+            try:
+                return Role(str(claims["role"]).upper())
+            except ValueError:
+                raise Unauthenticated("The JWT's role claim is not a known role.") from None
+        member = self.app.find(Membership, Membership.id_for(organization_id, user_id))
+        if member is None or not member.is_member:
+            raise Unauthenticated("The JWT's user is not a member of its organization.")
+        return member.role
+
+    def _actor(self, organization_id: UUID, user_id: str, role: Role) -> Actor:
+        organization = self.app.find(Organization, organization_id)
+        if organization is None:
+            raise Unauthenticated(f"There is no organization {organization_id}.")
+        return Actor(organization.id, organization.name, user_id, role, organization.access)
+
+
+bearer = HTTPBearer(auto_error=False, description="An API token (crm_…) or a signed JWT.")
+
+
+def current_actor(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Actor:
+    """The caller of this request, from its Authorization header."""
+    authenticator: Authenticator = request.app.state.authenticator
+    actor = authenticator.actor_for(credentials.credentials if credentials else None)
+    request.state.actor = actor
+    return actor
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]

@@ -18,10 +18,13 @@ from aggregates.errors import InvalidValue, RuleBroken
 from commands.api import InvalidHeader
 from commands.errors import (
     ConcurrentChange,
+    Forbidden,
     IdempotencyKeyReused,
     RecordNotFound,
     StaleVersion,
 )
+from crm.identity import Unauthenticated
+from crm.policy import Forbidden as PolicyForbidden
 from projections.listing import InvalidQuery
 from read_api.records import RecordNotFound as ReadRecordNotFound
 
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 TITLES = {
     400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict with the record's rules",
@@ -112,6 +117,19 @@ def register_problem_handlers(app: FastAPI) -> None:
     def key_reused(request: Request, exc: IdempotencyKeyReused) -> JSONResponse:
         errors = [{"field": "header.Idempotency-Key", "message": str(exc)}]
         return problem(request, 422, str(exc), errors)
+
+    @app.exception_handler(Unauthenticated)
+    def unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="monton-crm"'}
+        return problem(request, 401, str(exc), headers=headers)
+
+    @app.exception_handler(PolicyForbidden)
+    def policy_forbidden(request: Request, exc: PolicyForbidden) -> JSONResponse:
+        return problem(request, 403, str(exc))
+
+    @app.exception_handler(Forbidden)
+    def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return problem(request, 403, str(exc))
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -6,10 +6,14 @@ import threading
 import time
 
 from commands.service import CrmApplication
+from crm.bootstrap import first_run
+from crm.identity import Authenticator
 from crm.settings import Settings
 from event_store.listener import listen_for_new_events
 from event_store.read_model_store import ReadModelStore
+from projections.administration import AdministrationQueries
 from projections.analytics import SalesAnalytics
+from projections.audit import AuditQueries
 from projections.history import RecordHistory
 from projections.queries import RecordQueries
 from projections.read_models import ReadModels
@@ -31,8 +35,12 @@ class Service:
             self.worker = ProjectionWorker(
                 self.commands, self.read_store, batch_size=settings.projection_batch_size
             )
+        self.first_run_token = first_run(self.commands, settings.data_dir)
+        self.authenticator = Authenticator(self.commands, settings)
         self.read_side = ReadSide(
             records=RecordQueries(self.read_store),
+            administration=AdministrationQueries(self.read_store),
+            audit=AuditQueries(self.read_store),
             analytics=SalesAnalytics(self.read_store),
             history=RecordHistory(self.commands),
             wait_for_position=self.wait_for_position,

@@ -36,6 +36,17 @@ class Settings(BaseSettings):
         5.0, ge=0, le=60, description="Longest a read waits for its min_position."
     )
     log_level: str = Field("info", description="debug, info, warning or error.")
+    jwt_issuer: str | None = Field(
+        None, description="Issuer (iss) whose signed JWTs are accepted, e.g. MONTON's identity."
+    )
+    jwt_key: str | None = Field(
+        None, description="Key that verifies those JWTs: a PEM public key or an HMAC secret."
+    )
+    jwt_algorithm: str = Field("RS256", description="The one JWT algorithm accepted.")
+    jwt_audience: str | None = Field(None, description="Required JWT audience (aud), if any.")
+    jwt_organization_claim: str = Field(
+        "org", description="JWT claim holding the caller's organization id."
+    )
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Kafka brokers for `crm relay` and Kafka-fed workers."
     )

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
 
 from event_store.read_model_store import ReadModelStore, SqlCursor
+from projections.administration import (
+    MembersProjection,
+    OrganizationsProjection,
+    TokensProjection,
+)
+from projections.audit import AuditProjection
 from projections.clients import ClientsProjection
 from projections.contacts import ContactsProjection
 from projections.deals import DealsProjection
-from projections.row_projection import RowProjection
 
-PROJECTED_TOPIC_PREFIXES = ("aggregates.client:", "aggregates.contact:", "aggregates.deal:")
+PROJECTED_TOPIC_PREFIXES = (
+    "aggregates.client:",
+    "aggregates.contact:",
+    "aggregates.deal:",
+    "aggregates.organization:",
+    "aggregates.membership:",
+    "aggregates.api_token:",
+)
+
+
+class Projection(Protocol):
+    """A read model: its tables, and how a batch of events changes them."""
+
+    def schema(self) -> list[str]: ...
+
+    def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None: ...
 
 
 class ReadModels:
@@ -21,10 +42,14 @@ class ReadModels:
 
     def __init__(self, store: ReadModelStore) -> None:
         self.store = store
-        self.projections: tuple[RowProjection, ...] = (
+        self.projections: tuple[Projection, ...] = (
             ClientsProjection(),
             ContactsProjection(),
             DealsProjection(),
+            OrganizationsProjection(),
+            MembersProjection(),
+            TokensProjection(),
+            AuditProjection(),
         )
 
     def create_tables(self) -> None:

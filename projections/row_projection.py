@@ -2,8 +2,9 @@
 
 Each batch loads the rows its events touch, folds the events into them in memory and writes
 back only what changed, in the caller's transaction. A row remembers the version of the last
-event folded into it, so an event delivered twice (at-least-once streams) is folded once. Subclasses say which events they fold and
-how; :meth:`RowProjection.after_batch` lets a read model keep summaries from the changed rows.
+event folded into it, so an event delivered twice (at-least-once streams) is folded once.
+Subclasses say which events they fold and how; :meth:`RowProjection.after_batch` lets a read
+model keep summaries from the changed rows.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
+from projections.administration import AdministrationQueries
 from projections.analytics import SalesAnalytics
+from projections.audit import AuditQueries
 from projections.history import RecordHistory
 from projections.queries import ListParams, RecordQueries
 
@@ -20,6 +22,8 @@ class ReadSide:
     """The read models' query objects, and how to wait for a log position."""
 
     records: RecordQueries
+    administration: AdministrationQueries
+    audit: AuditQueries
     analytics: SalesAnalytics
     history: RecordHistory
     wait_for_position: Callable[[int, float], bool]

@@ -1,0 +1,134 @@
+"""The audit trail: one row per event of every CRM record — who did what to which, when."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+
+from aggregates.base import CrmAggregate
+from event_store.read_model_store import ReadModelStore, SqlCursor
+from projections.listing import InvalidQuery, Page, decode_cursor, encode_cursor
+from projections.units import micros
+
+AUDIT_TABLE = "rm_audit"
+AUDIT_COLUMNS = (
+    "record_id",
+    "version",
+    "organization_id",
+    "record_type",
+    "event_type",
+    "actor_id",
+    "occurred_at_us",
+    "recorded_at_us",
+    "command_id",
+    "correlation_id",
+)
+
+
+class AuditProjection:
+    """Appends every CRM event once (keyed by record and version)."""
+
+    name = AUDIT_TABLE
+
+    def schema(self) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} ("
+            "record_id TEXT NOT NULL, version INTEGER NOT NULL, organization_id TEXT NOT NULL, "
+            "record_type TEXT NOT NULL, event_type TEXT NOT NULL, actor_id TEXT NOT NULL, "
+            "occurred_at_us BIGINT NOT NULL, recorded_at_us BIGINT NOT NULL, "
+            "command_id TEXT NOT NULL, correlation_id TEXT NOT NULL, "
+            "PRIMARY KEY (record_id, version))",
+            f"CREATE INDEX IF NOT EXISTS rm_audit_by_org ON {AUDIT_TABLE} "
+            "(organization_id, recorded_at_us, record_id, version)",
+        ]
+
+    def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
+        rows = [self.row(event) for event in events if isinstance(event, CrmAggregate.Event)]
+        if rows:
+            cursor.executemany(
+                f"INSERT INTO {AUDIT_TABLE} ({', '.join(AUDIT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))}) "
+                "ON CONFLICT (record_id, version) DO NOTHING",
+                rows,
+            )
+
+    @staticmethod
+    def row(event: Any) -> list[Any]:
+        context = event.context
+        return [
+            str(event.originator_id),
+            event.originator_version,
+            str(context.organization_id),
+            type(event).__qualname__.split(".")[0].lower(),
+            type(event).__name__,
+            context.actor_id,
+            micros(context.occurred_at),
+            micros(event.timestamp),
+            str(context.command_id),
+            str(context.correlation_id),
+        ]
+
+
+@dataclass
+class AuditFilter:
+    organization_id: UUID
+    actor_id: str | None = None
+    record_id: UUID | None = None
+    event_type: str | None = None
+    occurred_from_us: int | None = None
+    occurred_to_us: int | None = None
+
+
+class AuditQueries:
+    def __init__(self, store: ReadModelStore) -> None:
+        self.store = store
+
+    def page(self, where: AuditFilter, cursor_token: str | None, limit: int) -> Page:
+        """Audit entries oldest first (by recorded time), filtered, one page at a time."""
+        return audit_page(self.store, where, cursor_token, limit)
+
+
+def audit_page(
+    store: ReadModelStore, where: AuditFilter, cursor_token: str | None, limit: int
+) -> Page:
+    clauses: list[str] = ["organization_id = ?"]
+    params: list[object] = [str(where.organization_id)]
+    for column, value in (
+        ("actor_id", where.actor_id),
+        ("record_id", None if where.record_id is None else str(where.record_id)),
+        ("event_type", where.event_type),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if where.occurred_from_us is not None:
+        clauses.append("occurred_at_us >= ?")
+        params.append(where.occurred_from_us)
+    if where.occurred_to_us is not None:
+        clauses.append("occurred_at_us < ?")
+        params.append(where.occurred_to_us)
+    if cursor_token is not None:
+        position, record_id = decode_cursor(cursor_token)
+        recorded_at_us, _, version = str(position).partition(":")
+        if not (recorded_at_us.isdigit() and version.isdigit()):
+            raise InvalidQuery("cursor", "cursor is not one this API returned.")
+        clauses.append("(recorded_at_us, record_id, version) > (?, ?, ?)")
+        params.extend((int(recorded_at_us), record_id, int(version)))
+    with store.transaction(commit=False) as cursor:
+        cursor.execute(
+            f"SELECT * FROM {AUDIT_TABLE} WHERE {' AND '.join(clauses)} "
+            "ORDER BY recorded_at_us, record_id, version LIMIT ?",
+            [*params, limit + 1],
+        )
+        rows = [dict(row) for row in cursor.fetchall()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    token = None
+    if last is not None:
+        token = encode_cursor(f"{last['recorded_at_us']}:{last['version']}", last["record_id"])
+    return Page(rows, token)
