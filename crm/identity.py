@@ -53,7 +53,7 @@ class Authenticator:
             raise Unauthenticated("Send a bearer token: Authorization: Bearer <token>.")
         if credential.startswith(TOKEN_PREFIX):
             return self._from_api_token(credential)
-        if self.settings.jwt_key:
+        if self.settings.jwt_key and self.settings.jwt_issuer:
             return self._from_jwt(credential)
         raise Unauthenticated("The bearer token is not valid.")
 
