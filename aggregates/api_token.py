@@ -38,6 +38,7 @@ class ApiToken(CrmAggregate):
         label: str
         token_hash: str
         expires_at: datetime | None
+        member_epoch: int
 
     class TokenRevoked(CrmAggregate.Event):
         pass
@@ -57,11 +58,13 @@ class ApiToken(CrmAggregate):
         label: str,
         token_hash: str,
         expires_at: datetime | None,
+        member_epoch: int,
         context: EventContext,
     ) -> None:
         self.user_id = user_id
         self.token_hash = token_hash
         self.expires_at = expires_at
+        self.member_epoch = member_epoch
 
     def matches(self, secret: str, now: datetime) -> bool:
         """Whether ``secret`` is this token, unrevoked and unexpired (constant-time compare)."""

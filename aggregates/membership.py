@@ -42,10 +42,16 @@ class Membership(CrmAggregate):
     def __init__(self, user_id: str, role: str, context: EventContext) -> None:
         self.user_id = user_id
         self.role = Role(role)
+        self.epoch = 1
 
     @property
     def is_member(self) -> bool:
         return not self.archived
+
+    def holds(self, token_epoch: int) -> bool:
+        """Whether a token issued in membership ``token_epoch`` still speaks for the user:
+        removing a member ends its epoch, so re-adding them does not revive old tokens."""
+        return self.is_member and token_epoch == self.epoch
 
     def change_role(self, role: Role, context: EventContext) -> None:
         self._check_member(context)
@@ -80,3 +86,4 @@ class Membership(CrmAggregate):
     def _readded(self, role: str, context: EventContext) -> None:
         self.role = Role(role)
         self.archived = False
+        self.epoch += 1  # tokens issued before the removal stay dead

@@ -14,6 +14,7 @@ from aggregates.api_token import ApiToken, new_secret, secret_hash
 from aggregates.errors import RuleBroken
 from aggregates.membership import Membership
 from aggregates.organization import Organization
+from aggregates.pipeline import Pipeline
 from commands import models
 from commands.errors import RecordNotFound
 from commands.service import Accepted, CommandMeta, CrmApplication, Decision
@@ -32,7 +33,8 @@ class Administration:
         self.app = app
 
     def create_organization(self, cmd: models.CreateOrganization, meta: CommandMeta) -> IssuedToken:
-        """A new organization with its first admin and that admin's first token."""
+        """A new organization with its default pipeline, its first admin and that admin's
+        first token."""
         secret = new_secret()
 
         def decide() -> Decision:
@@ -53,9 +55,11 @@ class Administration:
                 label="first admin token",
                 token_hash=secret_hash(secret),
                 expires_at=None,
+                member_epoch=admin.epoch,
                 context=context,
             )
-            return Decision(organization, [organization, admin, token], created=True)
+            pipeline = Pipeline.default(context)
+            return Decision(organization, [organization, pipeline, admin, token], created=True)
 
         return IssuedToken(self.app.execute(meta, decide), secret)
 
@@ -80,7 +84,7 @@ class Administration:
                 )
                 return Decision(member, [member], created=True)
             member.readd(cmd.role, meta.context())
-            return Decision(member, [member])
+            return Decision(member, [member], created=True)  # a membership again: 201
 
         return self.app.execute(meta, decide)
 
@@ -114,6 +118,7 @@ class Administration:
                 label=cmd.label,
                 token_hash=secret_hash(secret),
                 expires_at=cmd.expires_at,
+                member_epoch=member.epoch,
                 context=meta.context(),
             )
             return Decision(token, [token], created=True)

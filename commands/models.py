@@ -17,19 +17,21 @@ from pydantic import (
     EmailStr,
     Field,
     HttpUrl,
+    model_validator,
 )
 from pydantic_extra_types.country import CountryAlpha2
 from pydantic_extra_types.currency_code import ISO4217
 
 from aggregates.access import ContributorAccess, Role
 from aggregates.client import ClientCategory, ClientStatus
+from aggregates.pipeline import CLOSING_PROBABILITY, Stage, StageKind
 
 CLOCK_SKEW = timedelta(minutes=5)
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 Notes = Annotated[str, Field(max_length=10_000)]
-Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e13"), max_digits=18, decimal_places=4)]
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("1e11"), max_digits=16, decimal_places=4)]
 Probability = Annotated[int, Field(ge=0, le=100)]
 Url = HttpUrl
 CustomFieldValue = str | int | float | bool | None
@@ -302,6 +304,115 @@ class ReopenDeal(Command):
     )
 
 
+class MoveDealToPipeline(Command):
+    pipeline_id: Annotated[str, Field(min_length=1, max_length=100)]
+    stage: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, description="An open stage of that pipeline; default: its first open stage."
+    )
+    probability: Probability | None = Field(
+        default=None, description="Default: the new stage's probability."
+    )
+
+
+# --- pipelines -------------------------------------------------------------------------------
+
+Slug = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Lowercase letters, digits, '-' and '_'; never changes.",
+    ),
+]
+
+
+class StageDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: Slug
+    name: Name
+    kind: StageKind = StageKind.OPEN
+    probability: Probability | None = Field(
+        default=None,
+        description="Default probability of deals in the stage; required for an open stage "
+        "(the won stage's is 100, the lost stage's 0).",
+    )
+
+    @model_validator(mode="after")
+    def _open_stages_have_a_probability(self) -> StageDefinition:
+        if self.probability is None and self.kind is StageKind.OPEN:
+            raise ValueError(f"open stage {self.id!r} needs a probability")
+        return self
+
+    def stage(self) -> Stage:
+        probability = self.probability
+        if probability is None:
+            probability = CLOSING_PROBABILITY[self.kind.value]
+        return Stage(self.id, self.name, probability, self.kind)
+
+
+class DefinePipeline(Command):
+    id: Slug = Field(description="The pipeline's id, as deals name it (pipeline_id).")
+    name: Name
+    stages: list[StageDefinition] | None = Field(
+        default=None,
+        min_length=3,
+        max_length=50,
+        description="In order: at least one open stage, exactly one won and one lost. "
+        "Default: the stages of the default pipeline.",
+    )
+
+
+class RenamePipeline(Command):
+    name: Name
+
+
+class AddStage(Command):
+    id: Slug
+    name: Name
+    probability: Probability
+    position: int | None = Field(
+        default=None,
+        ge=0,
+        le=50,
+        description="Its place in the order, 0 first; default: after the last open stage.",
+    )
+
+
+class ChangePipelineStage(Command):
+    """Change the fields given; fields left out keep their value."""
+
+    name: KeptName = None
+    probability: Annotated[Probability | None, BeforeValidator(_refuse_null)] = None
+
+
+class ReorderStages(Command):
+    stage_ids: list[Slug] = Field(
+        min_length=1, max_length=50, description="Every stage of the pipeline, in the new order."
+    )
+
+
+class RemoveStage(Command):
+    move_open_deals_to: Slug | None = Field(
+        default=None, description="The open stage the removed stage's open deals move to."
+    )
+
+
+# --- exchange rates --------------------------------------------------------------------------
+
+
+class SetExchangeRate(Command):
+    rate_to_base: Decimal = Field(
+        gt=0,
+        le=Decimal("1e12"),
+        max_digits=24,
+        decimal_places=12,
+        description="What one unit of the currency is worth in the base currency.",
+    )
+    effective_from: date = Field(description="The first day (UTC) the rate applies.")
+
+
 # --- administration --------------------------------------------------------------------------
 
 UserId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s/]+$")]
@@ -341,9 +452,15 @@ class RemoveMember(Command):
     pass
 
 
+def _in_future(value: datetime | None) -> datetime | None:
+    if value is not None and value <= datetime.now(UTC):
+        raise ValueError("a token must expire in the future")
+    return value
+
+
 class IssueToken(Command):
     label: Annotated[str, Field(min_length=1, max_length=100)] = "api"
-    expires_at: AwareDatetime | None = None
+    expires_at: Annotated[AwareDatetime | None, AfterValidator(_in_future)] = None
 
 
 class RevokeToken(Command):

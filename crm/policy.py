@@ -1,20 +1,27 @@
 """The access policy: one declared entry per endpoint, checked before the endpoint runs.
 
 Every route of the app must appear here (the access-matrix test fails otherwise, and an
-endpoint missing at run time is refused). ``PUBLIC`` endpoints need no credentials.
+endpoint missing at run time is refused). ``PUBLIC`` endpoints need no credentials. The
+:class:`AccessControl` middleware enforces it on every request.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
-from fastapi import Request
-from starlette.routing import Route
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregates.access import Capability, may
-from crm.identity import CurrentActor
+from crm.identity import Actor, Authenticator, Unauthenticated
 
 PUBLIC: Final = None
+MISSING: Final = object()
 READ_RECORDS, MANAGE_RECORDS = Capability.READ_RECORDS, Capability.MANAGE_RECORDS
 READ_DEALS, CREATE_DEALS = Capability.READ_DEALS, Capability.CREATE_DEALS
 CHANGE_DEALS, ADMINISTER = Capability.CHANGE_DEALS, Capability.ADMINISTER
@@ -59,6 +66,7 @@ POLICY: Final[dict[tuple[str, str], Capability | None]] = {
     ("POST", "/deals/{deal_id}/win"): CHANGE_DEALS,
     ("POST", "/deals/{deal_id}/lose"): CHANGE_DEALS,
     ("POST", "/deals/{deal_id}/reopen"): CHANGE_DEALS,
+    ("POST", "/deals/{deal_id}/pipeline"): CHANGE_DEALS,
     ("GET", "/deals"): READ_DEALS,
     ("GET", "/deals/{record_id}"): READ_DEALS,
     ("GET", "/deals/{record_id}/history"): ADMINISTER,
@@ -66,6 +74,26 @@ POLICY: Final[dict[tuple[str, str], Capability | None]] = {
     ("GET", "/analytics/pipeline-value"): READ_DEALS,
     ("GET", "/analytics/win-rate"): READ_DEALS,
     ("GET", "/analytics/sales-cycle"): READ_DEALS,
+    ("GET", "/analytics/average-deal-size"): READ_DEALS,
+    ("GET", "/analytics/conversion"): READ_DEALS,
+    ("GET", "/analytics/time-in-stage"): READ_DEALS,
+    ("GET", "/analytics/time-in-stage/visits"): READ_DEALS,
+    ("GET", "/analytics/rotting"): READ_DEALS,
+    ("GET", "/analytics/forecast"): READ_DEALS,
+    ("GET", "/analytics/forecast/history"): READ_DEALS,
+    ("GET", "/analytics/win-loss"): READ_DEALS,
+    ("GET", "/analytics/salespeople"): READ_DEALS,
+    # pipelines and exchange rates: settings
+    ("POST", "/pipelines"): ADMINISTER,
+    ("PATCH", "/pipelines/{pipeline_id}"): ADMINISTER,
+    ("POST", "/pipelines/{pipeline_id}/stages"): ADMINISTER,
+    ("PATCH", "/pipelines/{pipeline_id}/stages/{stage_id}"): ADMINISTER,
+    ("PUT", "/pipelines/{pipeline_id}/stage-order"): ADMINISTER,
+    ("DELETE", "/pipelines/{pipeline_id}/stages/{stage_id}"): ADMINISTER,
+    ("GET", "/pipelines"): READ_DEALS,
+    ("GET", "/pipelines/{pipeline_id}"): READ_DEALS,
+    ("PUT", "/exchange-rates/{currency}"): ADMINISTER,
+    ("GET", "/exchange-rates"): READ_DEALS,
     # administration: open to ADMIN even while the CRM is disabled, to switch it back on
     ("GET", "/organization"): ADMINISTER,
     ("PATCH", "/organization"): ADMINISTER,
@@ -87,22 +115,83 @@ class Forbidden(Exception):
     """The caller may not use this endpoint (HTTP 403); the message says why."""
 
 
-def capability_of(method: str, path: str) -> Capability | None:
-    try:
-        return POLICY[(method, path)]
-    except KeyError:
-        raise Forbidden(f"{method} {path} has no access policy; it is refused.") from None
-
-
-def authorize(request: Request, actor: CurrentActor) -> None:
-    """Refuse the request unless the actor's role may use this endpoint's capability."""
-    route = request.scope.get("route")
-    path = route.path if isinstance(route, Route) else request.url.path
-    method = "GET" if request.method == "HEAD" else request.method
-    capability = capability_of(method, path)
+def check_access(actor: Actor, endpoint: tuple[str, str]) -> None:
+    """Refuse unless the actor's role may use this endpoint's capability."""
+    capability = POLICY.get(endpoint, MISSING)
+    if capability is MISSING:
+        raise Forbidden(f"{endpoint[0]} {endpoint[1]} has no access policy; it is refused.")
     if capability is None:
         return
-    if not actor.access.crm_enabled and (method, path) not in OUTSIDE_CRM:
+    assert isinstance(capability, Capability)
+    if not actor.access.crm_enabled and endpoint not in OUTSIDE_CRM:
         raise Forbidden(f"CRM is not enabled for organization {actor.organization_name}.")
     if not may(actor.role, capability, actor.access):
         raise Forbidden(f"Role {actor.role.value} may not {capability.value}.")
+
+
+class AccessControl:
+    """ASGI middleware: authenticate and authorize every request against :data:`POLICY`
+    before the app reads its body, so a caller who may not call an endpoint learns nothing
+    else about it (not even that the body was malformed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._routes: list[Any] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        fastapi_app: FastAPI = scope["app"]
+        endpoint = self.endpoint_of(fastapi_app, scope)
+        if endpoint is None or POLICY.get(endpoint, MISSING) is None:
+            await self.app(scope, receive, send)  # no such route (404/405), or public
+            return
+        credential = bearer_credential(Headers(scope=scope).get("authorization"))
+        authenticator: Authenticator = fastapi_app.state.authenticator
+        try:
+            actor = await run_in_threadpool(authenticator.actor_for, credential)
+            check_access(actor, endpoint)
+        except Unauthenticated as refusal:
+            headers = {"WWW-Authenticate": 'Bearer realm="monton-crm"'}
+            await problem_response(scope, 401, str(refusal), headers)(scope, receive, send)
+            return
+        except Forbidden as refusal:
+            await problem_response(scope, 403, str(refusal))(scope, receive, send)
+            return
+        scope.setdefault("state", {})["actor"] = actor
+        await self.app(scope, receive, send)
+
+    def endpoint_of(self, app: FastAPI, scope: Scope) -> tuple[str, str] | None:
+        """(method, full path template) of the route the request matches, if any."""
+        if self._routes is None:
+            self._routes = list(iter_route_contexts(app.routes))
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        partial = None
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return (method, route.path)
+            if match is Match.PARTIAL and partial is None:
+                partial = route
+        return None if partial is None else (method, partial.path)
+
+
+def bearer_credential(header: str | None) -> str | None:
+    if header is None:
+        return None
+    scheme, _, credential = header.partition(" ")
+    return credential.strip() or None if scheme.lower() == "bearer" else None
+
+
+def problem_response(
+    scope: Scope, status: int, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": "Unauthenticated" if status == 401 else "Forbidden",
+        "status": status,
+        "detail": detail,
+        "instance": scope.get("path", ""),
+    }
+    return JSONResponse(body, status, headers, media_type="application/problem+json")
