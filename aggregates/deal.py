@@ -13,9 +13,10 @@ from eventsourcing.domain import event
 from aggregates.base import CrmAggregate
 from aggregates.context import EventContext
 from aggregates.errors import InvalidValue, RuleBroken
-from aggregates.pipeline import PIPELINES, Pipeline, StageKind
+from aggregates.pipeline import DEFAULT_PIPELINE, PipelineDefinition, StageKind
 
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+MAX_DEAL_VALUE = Decimal("1e11")  # keeps value × probability exact in 64-bit read models
 DETAIL_FIELDS = frozenset({"name", "source", "competitor", "notes"})
 
 
@@ -83,6 +84,13 @@ class Deal(CrmAggregate):
         stage: str
         probability: int
 
+    class DealMovedToPipeline(CrmAggregate.Event):
+        from_pipeline: str
+        to_pipeline: str
+        from_stage: str
+        to_stage: str
+        probability: int
+
     class DealArchived(CrmAggregate.Event):
         pass
 
@@ -123,7 +131,7 @@ class Deal(CrmAggregate):
         currency: str,
         expected_close_date: date,
         context: EventContext,
-        pipeline_id: str = "default",
+        pipeline: PipelineDefinition = DEFAULT_PIPELINE,
         probability: int | None = None,
         owner_id: str | None = None,
         source: str | None = None,
@@ -132,8 +140,7 @@ class Deal(CrmAggregate):
         stakeholder_contact_ids: list[UUID] | None = None,
         stakeholder_user_ids: list[str] | None = None,
     ) -> Deal:
-        """Open a deal in the first open stage of its pipeline."""
-        pipeline = pipeline_named(pipeline_id)
+        """Open a deal in the first open stage of its pipeline (the service's definition of it)."""
         check_money(value, currency)
         first = pipeline.first_open_stage
         return cls(
@@ -157,16 +164,20 @@ class Deal(CrmAggregate):
         )
 
     @property
-    def pipeline(self) -> Pipeline:
-        return pipeline_named(self.pipeline_id)
-
-    @property
     def is_open(self) -> bool:
         return self.status is DealStatus.OPEN
 
-    def change_stage(self, to_stage: str, probability: int | None, context: EventContext) -> None:
+    def change_stage(
+        self,
+        to_stage: str,
+        probability: int | None,
+        context: EventContext,
+        *,
+        pipeline: PipelineDefinition = DEFAULT_PIPELINE,
+    ) -> None:
         self._check_open(context, "change stage")
-        stage = self.pipeline.stage(to_stage)
+        self._check_own(pipeline)
+        stage = pipeline.stage(to_stage)
         if stage is None:
             raise InvalidValue("stage", f"Pipeline {self.pipeline_id} has no stage {to_stage!r}.")
         if stage.kind is not StageKind.OPEN:
@@ -218,36 +229,95 @@ class Deal(CrmAggregate):
             raise InvalidValue("name", "A deal needs a name.")
         self._details_changed(changes=changes, context=context)
 
-    def win(self, context: EventContext) -> None:
+    def win(
+        self, context: EventContext, *, pipeline: PipelineDefinition = DEFAULT_PIPELINE
+    ) -> None:
         self._check_open(context, "be won")
+        self._check_own(pipeline)
         self._won(
-            stage=self.pipeline.stage_of_kind(StageKind.WON).id,
+            stage=pipeline.stage_of_kind(StageKind.WON).id,
             value=self.value,
             currency=self.currency,
             context=context,
         )
 
-    def lose(self, reason: str, competitor: str | None, context: EventContext) -> None:
+    def lose(
+        self,
+        reason: str,
+        competitor: str | None,
+        context: EventContext,
+        *,
+        pipeline: PipelineDefinition = DEFAULT_PIPELINE,
+    ) -> None:
         self._check_open(context, "be lost")
+        self._check_own(pipeline)
         self._lost(
-            stage=self.pipeline.stage_of_kind(StageKind.LOST).id,
+            stage=pipeline.stage_of_kind(StageKind.LOST).id,
             reason=reason,
             competitor=competitor,
             context=context,
         )
 
-    def reopen(self, stage: str | None, context: EventContext) -> None:
+    def reopen(
+        self,
+        stage: str | None,
+        context: EventContext,
+        *,
+        pipeline: PipelineDefinition = DEFAULT_PIPELINE,
+    ) -> None:
+        """Reopen in ``stage``; default: the last open stage, or the first if it was removed."""
         self._check_changeable(context)
+        self._check_own(pipeline)
         if self.is_open:
             raise RuleBroken(f"Deal {self.id} is open; only a won or lost deal can be reopened.")
-        target = self.pipeline.stage(stage or self.last_open_stage)
+        target = (
+            pipeline.stage(stage)
+            if stage is not None
+            else pipeline.stage(self.last_open_stage) or pipeline.first_open_stage
+        )
         if target is None or target.kind is not StageKind.OPEN:
             raise InvalidValue("stage", f"{stage!r} is not an open stage of {self.pipeline_id}.")
         self._reopened(stage=target.id, probability=target.probability, context=context)
 
+    def move_to_pipeline(
+        self,
+        pipeline: PipelineDefinition,
+        stage: str | None,
+        probability: int | None,
+        context: EventContext,
+    ) -> None:
+        """Move an open deal to an open stage of another pipeline (default: its first)."""
+        self._check_open(context, "move to another pipeline")
+        if pipeline.id == self.pipeline_id:
+            raise RuleBroken(f"Deal {self.id} is already in pipeline {pipeline.id}.")
+        target = pipeline.first_open_stage if stage is None else pipeline.stage(stage)
+        if target is None:
+            raise InvalidValue("stage", f"Pipeline {pipeline.id} has no stage {stage!r}.")
+        if target.kind is not StageKind.OPEN:
+            raise RuleBroken(
+                f"Stage {target.id!r} closes the deal; move it to an open stage, then win or "
+                "lose it."
+            )
+        self._moved_to_pipeline(
+            from_pipeline=self.pipeline_id,
+            to_pipeline=pipeline.id,
+            from_stage=self.stage,
+            to_stage=target.id,
+            probability=target.probability
+            if probability is None
+            else checked_probability(probability),
+            context=context,
+        )
+
     def archive(self, context: EventContext) -> None:
         self._check_changeable(context)
         self._archived(context=context)
+
+    def _check_own(self, pipeline: PipelineDefinition) -> None:
+        if pipeline.id != self.pipeline_id:
+            raise RuleBroken(
+                f"Deal {self.id} is in pipeline {self.pipeline_id}, not {pipeline.id}."
+            )
 
     def _check_changeable(self, context: EventContext) -> None:
         self.check_not_archived()
@@ -310,21 +380,31 @@ class Deal(CrmAggregate):
         self.stage = stage
         self.last_open_stage = stage
 
+    @event(DealMovedToPipeline)
+    def _moved_to_pipeline(
+        self,
+        from_pipeline: str,
+        to_pipeline: str,
+        from_stage: str,
+        to_stage: str,
+        probability: int,
+        context: EventContext,
+    ) -> None:
+        self.pipeline_id = to_pipeline
+        self.stage = to_stage
+        self.last_open_stage = to_stage
+
     @event(DealArchived)
     def _archived(self, context: EventContext) -> None:
         self.archived = True
 
 
-def pipeline_named(pipeline_id: str) -> Pipeline:
-    try:
-        return PIPELINES[pipeline_id]
-    except KeyError:
-        raise InvalidValue("pipeline_id", f"There is no pipeline {pipeline_id!r}.") from None
-
-
 def check_money(value: Decimal, currency: str) -> None:
-    if not value.is_finite() or value < 0:
-        raise InvalidValue("value", "A deal's value is a decimal number of at least 0.")
+    if not value.is_finite() or not 0 <= value <= MAX_DEAL_VALUE:
+        raise InvalidValue("value", "A deal's value is a decimal number from 0 to 1e11.")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -4 and value != value.quantize(Decimal("0.0001")):
+        raise InvalidValue("value", "A deal's value has at most 4 decimal places.")
     if not CURRENCY_CODE.fullmatch(currency):
         raise InvalidValue("currency", f"{currency!r} is not an ISO 4217 currency code.")
 

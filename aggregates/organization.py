@@ -40,6 +40,7 @@ class Organization(CrmAggregate):
         context: EventContext,
     ) -> None:
         self.name = name
+        self.base_currency = base_currency
         self.crm_enabled = crm_enabled
         self.deal_creator_roles = deal_creator_roles
         self.contributor_access = contributor_access
@@ -65,6 +66,7 @@ class Organization(CrmAggregate):
     @event(OrganizationSettingsChanged)
     def _settings_changed(self, changes: dict[str, Any], context: EventContext) -> None:
         self.name = changes.get("name", self.name)
+        self.base_currency = changes.get("base_currency", self.base_currency)
         self.crm_enabled = changes.get("crm_enabled", self.crm_enabled)
         self.deal_creator_roles = changes.get("deal_creator_roles", self.deal_creator_roles)
         self.contributor_access = changes.get("contributor_access", self.contributor_access)

@@ -7,9 +7,9 @@ of the save — so the API can answer with an ETag and a position to read one's 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError
@@ -25,13 +25,16 @@ from aggregates.context import EventContext
 from aggregates.deal import Deal
 from aggregates.email_claim import EmailClaim, normalized_email
 from aggregates.errors import RuleBroken
+from aggregates.exchange_rates import ExchangeRates
 from aggregates.membership import Membership
 from aggregates.organization import Organization
+from aggregates.pipeline import DEFAULT_PIPELINE_ID, Pipeline, PipelineDefinition
 from commands import models
 from commands.errors import (
     ConcurrentChange,
     Forbidden,
     IdempotencyKeyReused,
+    ReadModelsBehind,
     RecordNotFound,
     StaleVersion,
 )
@@ -48,7 +51,20 @@ RECORD_TYPES: dict[type[CrmAggregate], str] = {
     Organization: "organization",
     Membership: "member",
     ApiToken: "token",
+    Pipeline: "pipeline",
+    ExchangeRates: "exchange_rates",
 }
+
+
+class OpenDealsInStage(Protocol):
+    """The ids of the open, unarchived deals in one stage of a pipeline, from the read models
+    once they include every stored event (:class:`ReadModelsBehind` if they cannot catch up)."""
+
+    def __call__(self, organization_id: UUID, pipeline_id: str, stage_id: str) -> list[UUID]: ...
+
+
+def no_read_models(organization_id: UUID, pipeline_id: str, stage_id: str) -> list[UUID]:
+    raise ReadModelsBehind()
 
 
 @dataclass(frozen=True)
@@ -102,9 +118,16 @@ class Decision:
 class CrmApplication(EventStoreApplication):
     """Loads → decides → saves, for every command of the CRM."""
 
-    def __init__(self, *args: Any, on_saved: Callable[[int], None] | None = None, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        on_saved: Callable[[int], None] | None = None,
+        open_deals_in_stage: OpenDealsInStage = no_read_models,
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
         self.on_saved = on_saved
+        self.open_deals_in_stage = open_deals_in_stage
 
     # --- clients -------------------------------------------------------------------------
 
@@ -257,13 +280,14 @@ class CrmApplication(EventStoreApplication):
                 Client, cmd.client_id, meta, for_field="client_id"
             ).check_not_archived()
             self._check_contacts(cmd.stakeholder_contact_ids, meta, "stakeholder_contact_ids")
+            pipeline, defined = self.load_pipeline(meta, cmd.pipeline_id, for_field="pipeline_id")
             deal = Deal.open(
                 name=cmd.name,
                 client_id=cmd.client_id,
                 value=cmd.value,
                 currency=cmd.currency,
                 expected_close_date=cmd.expected_close_date,
-                pipeline_id=cmd.pipeline_id,
+                pipeline=pipeline.definition,
                 probability=cmd.probability,
                 owner_id=cmd.owner_id,
                 source=cmd.source,
@@ -273,13 +297,15 @@ class CrmApplication(EventStoreApplication):
                 stakeholder_user_ids=cmd.stakeholder_user_ids,
                 context=meta.context(),
             )
-            return Decision(deal, [deal], created=True)
+            return Decision(deal, [deal, *defined], created=True)
 
         return self.execute(meta, decide)
 
     def change_stage(self, deal_id: UUID, cmd: models.ChangeStage, meta: CommandMeta) -> Accepted:
-        return self._on_owned_deal(
-            deal_id, meta, lambda d: d.change_stage(cmd.stage, cmd.probability, meta.context())
+        return self._on_owned_deal_in_pipeline(
+            deal_id,
+            meta,
+            lambda d, p: d.change_stage(cmd.stage, cmd.probability, meta.context(), pipeline=p),
         )
 
     def change_deal_value(
@@ -328,15 +354,33 @@ class CrmApplication(EventStoreApplication):
         )
 
     def win_deal(self, deal_id: UUID, meta: CommandMeta) -> Accepted:
-        return self._on_owned_deal(deal_id, meta, lambda d: d.win(meta.context()))
+        return self._on_owned_deal_in_pipeline(
+            deal_id, meta, lambda d, p: d.win(meta.context(), pipeline=p)
+        )
 
     def lose_deal(self, deal_id: UUID, cmd: models.LoseDeal, meta: CommandMeta) -> Accepted:
-        return self._on_owned_deal(
-            deal_id, meta, lambda d: d.lose(cmd.reason, cmd.competitor, meta.context())
+        return self._on_owned_deal_in_pipeline(
+            deal_id,
+            meta,
+            lambda d, p: d.lose(cmd.reason, cmd.competitor, meta.context(), pipeline=p),
         )
 
     def reopen_deal(self, deal_id: UUID, cmd: models.ReopenDeal, meta: CommandMeta) -> Accepted:
-        return self._on_owned_deal(deal_id, meta, lambda d: d.reopen(cmd.stage, meta.context()))
+        return self._on_owned_deal_in_pipeline(
+            deal_id, meta, lambda d, p: d.reopen(cmd.stage, meta.context(), pipeline=p)
+        )
+
+    def move_deal_to_pipeline(
+        self, deal_id: UUID, cmd: models.MoveDealToPipeline, meta: CommandMeta
+    ) -> Accepted:
+        def decide() -> Decision:
+            deal = self.load_record(Deal, deal_id, meta)
+            self._check_may_change(deal, meta)
+            target, defined = self.load_pipeline(meta, cmd.pipeline_id, for_field="pipeline_id")
+            deal.move_to_pipeline(target.definition, cmd.stage, cmd.probability, meta.context())
+            return Decision(deal, [deal, *defined])
+
+        return self.execute(meta, decide)
 
     def archive_deal(self, deal_id: UUID, meta: CommandMeta) -> Accepted:
         return self.on_record(Deal, deal_id, meta, lambda d: d.archive(meta.context()))
@@ -365,14 +409,65 @@ class CrmApplication(EventStoreApplication):
         """Run a command that changes a deal: ADMIN any deal, MANAGER only their own."""
 
         def checked(deal: Deal) -> None:
-            if not may_change_deal(meta.role, meta.actor_id, deal.owner_id):
-                raise Forbidden(
-                    f"Role {meta.role.value} may not change deal {deal.id}: "
-                    "a MANAGER changes only the deals they own."
-                )
+            self._check_may_change(deal, meta)
             command(deal)
 
         return self.on_record(Deal, deal_id, meta, checked)
+
+    def _on_owned_deal_in_pipeline(
+        self,
+        deal_id: UUID,
+        meta: CommandMeta,
+        command: Callable[[Deal, PipelineDefinition], None],
+    ) -> Accepted:
+        """Run a deal command that decides on the deal's pipeline (its stages)."""
+
+        def decide() -> Decision:
+            deal = self.load_record(Deal, deal_id, meta)
+            self._check_may_change(deal, meta)
+            pipeline, defined = self.load_pipeline(meta, deal.pipeline_id, for_field="pipeline_id")
+            command(deal, pipeline.definition)
+            return Decision(deal, [deal, *defined])
+
+        return self.execute(meta, decide)
+
+    @staticmethod
+    def _check_may_change(deal: Deal, meta: CommandMeta) -> None:
+        if not may_change_deal(meta.role, meta.actor_id, deal.owner_id):
+            raise Forbidden(
+                f"Role {meta.role.value} may not change deal {deal.id}: "
+                "a MANAGER changes only the deals they own."
+            )
+
+    def load_pipeline(
+        self, meta: CommandMeta, pipeline_id: str, for_field: str | None = None
+    ) -> tuple[Pipeline, list[Pipeline]]:
+        """The organization's pipeline ``pipeline_id``, and the list of it if it is new.
+
+        Organizations created before pipelines were records have no ``default`` one yet: it
+        is defined on first use, to be saved with the command (the second item). Without
+        ``for_field`` the pipeline is the command's target (404, If-Match).
+        """
+        record_id = Pipeline.id_for(meta.organization_id, pipeline_id)
+        pipeline = self.find(Pipeline, record_id)
+        if pipeline is None and pipeline_id == DEFAULT_PIPELINE_ID:
+            pipeline = Pipeline.default(self._organization_start(meta))
+            return pipeline, [pipeline]
+        if pipeline is None or pipeline.organization_id != meta.organization_id:
+            raise RecordNotFound("pipeline", pipeline_id, field=for_field)
+        expected = meta.expected_version
+        if for_field is None and expected is not None and pipeline.version != expected:
+            raise StaleVersion("pipeline", expected, pipeline.version)
+        return pipeline, []
+
+    def _organization_start(self, meta: CommandMeta) -> EventContext:
+        """The command's context dated back to its organization's creation (unless the
+        command itself is dated earlier): the default pipeline has been there all along."""
+        context = meta.context()
+        organization = self.find(Organization, meta.organization_id)
+        if organization is None:
+            return context
+        return replace(context, occurred_at=min(context.occurred_at, organization.created_on))
 
     def execute(self, meta: CommandMeta, decide: Callable[[], Decision]) -> Accepted:
         """Decide and save; on a conflicting save, decide again on fresh state."""

@@ -42,7 +42,7 @@ def create_organization(
     """Create an organization and its first admin; print that admin's token once."""
     command = models.CreateOrganization(
         name=name,
-        base_currency=base_currency,  # type: ignore[arg-type]
+        base_currency=base_currency,
         admin_user_id=admin_user,
     )
     organization_id = uuid4()

@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from commands import admin_api as admin_command_api
 from commands import api as command_api
+from commands import pipeline_api as pipeline_command_api
 from crm.bootstrap import ADMIN_TOKEN_FILE
-from crm.policy import authorize
+from crm.policy import AccessControl
 from crm.problems import register_problem_handlers
 from crm.service import Service
 from crm.settings import Settings
 from read_api import administration as administration_api
 from read_api import analytics as analytics_api
+from read_api import pipelines as pipeline_read_api
 from read_api import records as record_api
 
 
@@ -36,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service.start()
         app.state.service = service
         app.state.commands = service.commands
-        app.state.read_side = service.read_side
+        app.state.read_sides = service
         app.state.authenticator = service.authenticator
         if service.first_run_token is not None:
             announce_first_run(settings, service.first_run_token)
@@ -55,12 +57,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (
         *command_api.routers,
         admin_command_api.router,
+        *pipeline_command_api.routers,
         *record_api.routers,
+        pipeline_read_api.router,
         analytics_api.router,
         administration_api.router,
     )
     for router in routers:
-        app.include_router(router, dependencies=[Depends(authorize)])
+        app.include_router(router)
+    app.add_middleware(AccessControl)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Health:

@@ -13,12 +13,23 @@ import pytest
 from aggregates.context import EventContext
 from aggregates.deal import Deal, DealStatus
 from aggregates.errors import InvalidValue, RuleBroken
+from aggregates.pipeline import PipelineDefinition, Stage, StageKind
 from tests.unit.builders import ACTOR, ORG, at, day, on_day, only_event, recorded, replayed
 
 CLIENT = UUID("00000000-0000-4000-8000-0000000000c1")
 CLOSE_DATE = date(2024, 6, 30)
 
 DealCommand = Callable[[Deal, EventContext], None]
+ENTERPRISE = PipelineDefinition(
+    "enterprise",
+    "Enterprise",
+    (
+        Stage("discovery", "Discovery", 5, StageKind.OPEN),
+        Stage("pilot", "Pilot", 40, StageKind.OPEN),
+        Stage("signed", "Signed", 100, StageKind.WON),
+        Stage("dropped", "Dropped", 0, StageKind.LOST),
+    ),
+)
 
 
 def open_deal(**overrides: Any) -> Deal:
@@ -134,11 +145,19 @@ def test_a_deal_belongs_to_the_organization_of_the_command_that_opened_it() -> N
     assert not deal.archived
 
 
-def test_a_deal_cannot_open_in_an_unknown_pipeline() -> None:
-    with pytest.raises(InvalidValue) as refused:
-        open_deal(pipeline_id="enterprise")
+def test_a_deal_opens_in_the_first_open_stage_of_the_pipeline_it_is_given() -> None:
+    deal = open_deal(pipeline=ENTERPRISE)
 
-    assert refused.value.field == "pipeline_id"
+    opened = only_event(deal)
+
+    assert (opened.pipeline_id, opened.stage, opened.probability) == ("enterprise", "discovery", 5)
+
+
+def test_a_deal_refuses_a_decision_on_another_pipelines_definition() -> None:
+    deal = an_open_deal()
+
+    with pytest.raises(RuleBroken, match="pipeline default, not enterprise"):
+        deal.change_stage("discovery", None, on_day(1), pipeline=ENTERPRISE)
 
 
 @pytest.mark.parametrize("value", NEGATIVE_OR_NON_FINITE, ids=str)
