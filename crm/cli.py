@@ -29,8 +29,9 @@ from crm.admin_cli import admin
 from crm.identity import DEFAULT_ORGANIZATION_ID
 from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
+from projections.generations import PROJECTION_VERSION, Generations
 from projections.history import RecordHistory
-from projections.worker import ProjectionWorker
+from projections.worker import TRACKING_NAME, BatchResult, ProjectionWorker
 
 cli = typer.Typer(help="MONTON CRM: the event-sourced CRM service.", no_args_is_help=True)
 cli.add_typer(admin, name="admin")
@@ -128,16 +129,29 @@ def relay(data_dir: DataDir = None) -> None:
 
 
 @cli.command()
-def replay(data_dir: DataDir = None) -> None:
-    """Rebuild every read model from the whole event log, with progress."""
+def replay(
+    data_dir: DataDir = None,
+    in_place: Annotated[
+        bool, typer.Option(help="Empty and refill the live read models instead (reads see gaps)")
+    ] = False,
+) -> None:
+    """Rebuild every read model from the whole event log, without downtime: a new generation
+    fills up beside the live one, then reads switch to it at once. Resumes if interrupted."""
     settings = load_settings(data_dir)
     location = settings.location()
     events = CrmApplication(location)
-    store = ReadModelStore(location)
+    generations = Generations(location)
+    target = generations.live() if in_place else generations.start_building()
+    store = ReadModelStore(location, target.number)
     worker = ProjectionWorker(events, store, batch_size=settings.projection_batch_size)
-    worker.reset()
+    if in_place:
+        worker.reset()
     head = events.head_position()
-    started = time.monotonic()
+    console.print(
+        f"rebuilding generation {target.number} "
+        f"({'in place' if in_place else 'beside the live one'}) from {head:,} events"
+    )
+    started, first = time.monotonic(), worker.position
     with Progress(
         TextColumn("replaying"),
         BarColumn(),
@@ -148,27 +162,41 @@ def replay(data_dir: DataDir = None) -> None:
         TimeRemainingColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task("replay", total=head, rate="-")
+        task = progress.add_task("replay", total=head, completed=first, rate="-")
 
-        def advance(result: object) -> None:
-            position = worker.position
-            rate = position / max(time.monotonic() - started, 1e-9)
-            progress.update(task, completed=position, rate=f"{rate:,.0f}")
+        def advance(result: BatchResult) -> None:
+            rate = (result.position - first) / max(time.monotonic() - started, 1e-9)
+            progress.update(task, completed=result.position, rate=f"{rate:,.0f}")
 
         worker.catch_up(on_batch=advance)
     elapsed = time.monotonic() - started
+    if not in_place:
+        generations.make_live(target.number)
+        dropped = generations.drop_retired(keep=1)
+        console.print(
+            f"generation {target.number} is live"
+            + (f"; dropped generations {dropped}" if dropped else "")
+        )
     console.print(f"rebuilt the read models from {head:,} events in {elapsed:.1f} s")
 
 
 @cli.command()
 def status(data_dir: DataDir = None) -> None:
-    """Show the event log's head, the read models' position and the lag."""
+    """Show the event log's head, each read-model generation's position and lag, and whether
+    the projection code changed since a generation was built (then run `crm replay`)."""
     settings = load_settings(data_dir)
     location = settings.location()
     head = CrmApplication(location).head_position()
-    read = ReadModelStore(location).position("read_models")
-    table = Table("head position", "read-model position", "lag")
-    table.add_row(str(head), str(read), str(max(head - read, 0)))
+    table = Table("generation", "state", "position", "lag", "projection version", "head")
+    for generation in Generations(location).all():
+        read = ReadModelStore(location, generation.number).position(TRACKING_NAME)
+        version = str(generation.projection_version)
+        if generation.needs_rebuild:
+            version += f" (code: {PROJECTION_VERSION}; rebuild needed)"
+        table.add_row(
+            str(generation.number), generation.state.value, str(read),
+            str(max(head - read, 0)), version, str(head),
+        )  # fmt: skip
     console.print(table)
 
 

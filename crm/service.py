@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from uuid import UUID
 
+from commands.errors import ReadModelsBehind
 from commands.service import CrmApplication
 from crm.bootstrap import first_run
 from crm.identity import Authenticator
@@ -14,7 +16,9 @@ from event_store.read_model_store import ReadModelStore
 from projections.administration import AdministrationQueries
 from projections.analytics import SalesAnalytics
 from projections.audit import AuditQueries
+from projections.generations import Generations
 from projections.history import RecordHistory
+from projections.pipelines import PipelineQueries, open_deal_ids
 from projections.queries import RecordQueries
 from projections.read_models import ReadModels
 from projections.worker import TRACKING_NAME, ProjectionWorker
@@ -26,29 +30,54 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        location = settings.location()
-        self.read_store = ReadModelStore(location)
+        self.location = location = settings.location()
+        self.generations = Generations(location)
+        self._stores: dict[int, ReadModelStore] = {1: self.generations.registry_store}
+        self._sides: dict[int, ReadSide] = {}
         ReadModels(self.read_store).create_tables()
         self.worker: ProjectionWorker | None = None
-        self.commands = CrmApplication(location, on_saved=self._on_saved)
+        self.commands = CrmApplication(
+            location, on_saved=self._on_saved, open_deals_in_stage=self.open_deals_in_stage
+        )
         if settings.projections_in_process:
             self.worker = ProjectionWorker(
-                self.commands, self.read_store, batch_size=settings.projection_batch_size
+                self.commands,
+                self.read_store,
+                batch_size=settings.projection_batch_size,
+                follow_live=self.generations,
             )
         self.first_run_token = first_run(self.commands, settings.data_dir)
         self.authenticator = Authenticator(self.commands, settings)
-        self.read_side = ReadSide(
-            records=RecordQueries(self.read_store),
-            administration=AdministrationQueries(self.read_store),
-            audit=AuditQueries(self.read_store),
-            analytics=SalesAnalytics(self.read_store),
-            history=RecordHistory(self.commands),
-            wait_for_position=self.wait_for_position,
-            read_position=self.read_position,
-            max_wait_seconds=settings.read_wait_seconds,
-        )
+        self.history = RecordHistory(self.commands)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    @property
+    def read_store(self) -> ReadModelStore:
+        """The live generation's read models."""
+        live = self.generations.live().number
+        if live not in self._stores:
+            self._stores[live] = ReadModelStore(self.location, live)
+        return self._stores[live]
+
+    def current(self) -> ReadSide:
+        """The read side over the live generation (a rebuild may have switched it)."""
+        store = self.read_store
+        side = self._sides.get(store.generation)
+        if side is None:
+            pipelines = PipelineQueries(store)
+            side = self._sides[store.generation] = ReadSide(
+                records=RecordQueries(store),
+                administration=AdministrationQueries(store),
+                audit=AuditQueries(store),
+                analytics=SalesAnalytics(store, pipelines.definitions),
+                history=self.history,
+                pipelines=pipelines,
+                wait_for_position=self.wait_for_position,
+                read_position=self.read_position,
+                max_wait_seconds=self.settings.read_wait_seconds,
+            )
+        return side
 
     def start(self) -> None:
         if self.worker is None:
@@ -68,7 +97,8 @@ class Service:
         for thread in self._threads:
             thread.join(timeout=10)
         self.commands.close()
-        self.read_store.close()
+        for store in self._stores.values():
+            store.close()
 
     def read_position(self) -> int:
         return self.read_store.position(TRACKING_NAME)
@@ -77,7 +107,7 @@ class Service:
         return self.commands.head_position()
 
     def wait_for_position(self, position: int, timeout: float) -> bool:
-        if self.worker is not None:
+        if self.worker is not None and self.worker.store.generation == self.read_store.generation:
             return self.worker.wait_for(position, timeout)
         deadline = time.monotonic() + timeout
         pause = 0.002
@@ -88,6 +118,14 @@ class Service:
             pause = min(pause * 2, 0.05)
         return True
 
+    def open_deals_in_stage(
+        self, organization_id: UUID, pipeline_id: str, stage_id: str
+    ) -> list[UUID]:
+        """The open deals of a stage, once the read models include every stored event."""
+        if not self.wait_for_position(self.head_position(), self.settings.read_wait_seconds):
+            raise ReadModelsBehind()
+        return open_deal_ids(self.read_store, organization_id, pipeline_id, stage_id)
+
     def _on_saved(self, position: int) -> None:
         if self.worker is not None:
             self.worker.wakeup.set()
@@ -97,8 +135,12 @@ def follow_store(settings: Settings, stop: threading.Event) -> None:
     """Run the projection worker as its own process's main loop (``crm project``)."""
     location = settings.location()
     events = CrmApplication(location)
+    generations = Generations(location)
     worker = ProjectionWorker(
-        events, ReadModelStore(location), batch_size=settings.projection_batch_size
+        events,
+        ReadModelStore(location, generations.live().number),
+        batch_size=settings.projection_batch_size,
+        follow_live=generations,
     )
     if location.postgres is not None:
         listen_for_new_events(location.postgres, events.notify_channel, worker.wakeup, stop)

@@ -12,15 +12,19 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import psycopg
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from psycopg import sql
 
 from event_store.location import StoreLocation
 
 Dialect = Literal["sqlite", "postgres"]
+TRACKING_TABLE = "read_model_tracking"
 Row = Mapping[str, Any]
 
 
@@ -65,22 +69,34 @@ class SqlCursor:
         return self._raw
 
 
-class ReadModelStore:
-    """Connections, transactions and tracking for the read-model database."""
+def generation_schema(generation: int) -> str:
+    """The PostgreSQL schema of a read-model generation (the first lives in ``public``)."""
+    return "public" if generation == 1 else f"read_models_g{generation}"
 
-    def __init__(self, location: StoreLocation) -> None:
+
+class ReadModelStore:
+    """Connections, transactions and tracking for one generation of the read models.
+
+    Each generation is a whole set of read-model tables of its own — a SQLite file or a
+    PostgreSQL schema — so a rebuild can fill a new one while reads use the live one."""
+
+    def __init__(self, location: StoreLocation, generation: int = 1) -> None:
         self.location = location
+        self.generation = generation
         self.dialect: Dialect
         self.tracking: TrackingRecorder
         if location.postgres is None:
             location.data_dir.mkdir(parents=True, exist_ok=True)
             self._sqlite = SQLiteDatastore(
-                str(location.read_models_path), pool_size=location.pool_size, lock_timeout=10
+                str(self.sqlite_path), pool_size=location.pool_size, lock_timeout=10
             )
             self.dialect = "sqlite"
             self.tracking = SQLiteTrackingRecorder(self._sqlite)
         else:
             pg = location.postgres
+            schema = generation_schema(generation)
+            if generation != 1:
+                create_schema(location, schema)
             self._postgres = PostgresDatastore(
                 dbname=pg.dbname,
                 host=pg.host,
@@ -90,10 +106,15 @@ class ReadModelStore:
                 pool_size=location.pool_size,
                 max_overflow=location.pool_size,
                 pre_ping=True,
+                schema=schema,
             )
+            # Our SQL names tables without a schema: each connection searches its generation.
+            pool_kwargs = self._postgres.pool.kwargs
+            assert isinstance(pool_kwargs, dict)
+            pool_kwargs["options"] = f"-c search_path={schema}"
             self.dialect = "postgres"
             self.tracking = PostgresTrackingRecorder(
-                self._postgres, tracking_table_name="read_model_tracking"
+                self._postgres, tracking_table_name=TRACKING_TABLE
             )
         self.tracking.create_table()
 
@@ -113,8 +134,28 @@ class ReadModelStore:
 
     def forget_position(self, cursor: SqlCursor, name: str) -> None:
         """Delete a tracking record (for a rebuild from the start of the log)."""
-        table = "tracking" if self.dialect == "sqlite" else "read_model_tracking"
+        table = "tracking" if self.dialect == "sqlite" else TRACKING_TABLE
         cursor.execute(f"DELETE FROM {table} WHERE application_name = ?", [name])
+
+    @property
+    def sqlite_path(self) -> Path:
+        base = self.location.read_models_path
+        return (
+            base
+            if self.generation == 1
+            else base.with_name(f"{base.stem}_g{self.generation}{base.suffix}")
+        )
+
+    def destroy(self) -> None:
+        """Drop this generation's storage entirely (never the first generation's)."""
+        if self.generation == 1:
+            raise ValueError("the first generation holds the registry and is never dropped")
+        self.close()
+        if self.dialect == "sqlite":
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.sqlite_path}{suffix}").unlink(missing_ok=True)
+        else:
+            drop_schema(self.location, generation_schema(self.generation))
 
     def position(self, name: str) -> int:
         return self.tracking.max_tracking_id(name) or 0
@@ -124,3 +165,26 @@ class ReadModelStore:
             self._sqlite.close()
         else:
             self._postgres.close()
+
+
+def _admin_connection(location: StoreLocation) -> psycopg.Connection[Any]:
+    pg = location.postgres
+    assert pg is not None
+    return psycopg.connect(
+        host=pg.host,
+        port=pg.port,
+        dbname=pg.dbname,
+        user=pg.user,
+        password=pg.password,
+        autocommit=True,
+    )
+
+
+def create_schema(location: StoreLocation, schema: str) -> None:
+    with _admin_connection(location) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+def drop_schema(location: StoreLocation, schema: str) -> None:
+    with _admin_connection(location) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

@@ -1,25 +1,47 @@
-"""The sales analytics of SPEC §5 served by the core: pipeline value, win rate, sales cycle.
+"""The sales analytics of SPEC §5, in business time, now or as they stood at any instant.
 
-All in business time. Periods are half-open ``[from, to)``. Percentiles interpolate linearly
-between closest ranks (``statistics.quantiles(method="inclusive")``, ``numpy.percentile``);
-a ratio or statistic over an empty set is None.
+Every figure takes the filters pipeline, owner, period ``[from, to)`` and ``as_of``. Without
+``as_of`` the figures read the current read models; with it they read the temporal ones —
+each deal's version valid at that instant (``rm_deals_history``) and the stage visits entered
+by then (``rm_stage_visits``) — so history backfilled later with past business times counts
+where it belongs. Nothing replays the log per request.
+
+Percentiles interpolate linearly between closest ranks (``statistics.quantiles(method=
+"inclusive")``, ``numpy.percentile``); durations are days as decimals; a ratio or statistic over
+an empty set is None. Money is per currency (exact decimals); conversion to the organization's
+base currency is added by :mod:`projections.currency`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from aggregates.deal import DealStatus
-from aggregates.pipeline import PIPELINES, Pipeline, StageKind
-from event_store.read_model_store import ReadModelStore
-from projections.deals import PIPELINE_VALUE_TABLE
+from aggregates.exchange_rates import RateTable
+from aggregates.pipeline import PIPELINES, StageKind
+from aggregates.pipeline import PipelineDefinition as Pipeline
+from event_store.read_model_store import ReadModelStore, SqlCursor
+from projections.currency import FOUR_PLACES, BaseAmount, Rates
+from projections.deals import PIPELINE_VALUE_TABLE, STAGE_VISITS_TABLE
 from projections.listing import InvalidQuery
-from projections.units import MICROS_PER_DAY, micros, money_from_e4, weighted_from_e6
+from projections.row_projection import FOREVER_US
+from projections.units import (
+    MICROS_PER_DAY,
+    instant_from_micros,
+    micros,
+    money_from_e4,
+    weighted_from_e6,
+)
+
+PipelinesOf = Callable[[UUID], dict[str, Pipeline]]
+NEVER_US = -(2**62)
 
 
 @dataclass(frozen=True)
@@ -29,12 +51,34 @@ class AnalyticsFilter:
     owner_id: str | None = None
     period_from: datetime | None = None
     period_to: datetime | None = None
+    as_of: datetime | None = None
 
-    def check(self) -> None:
-        if self.pipeline_id is not None and self.pipeline_id not in PIPELINES:
+    def check(self, pipelines: dict[str, Pipeline]) -> None:
+        if self.pipeline_id is not None and self.pipeline_id not in pipelines:
             raise InvalidQuery("pipeline", f"There is no pipeline {self.pipeline_id!r}.")
         if self.period_from and self.period_to and self.period_from >= self.period_to:
             raise InvalidQuery("to", "The period's end must be after its start.")
+
+    @property
+    def from_us(self) -> int:
+        return NEVER_US if self.period_from is None else micros(self.period_from)
+
+    @property
+    def to_us(self) -> int:
+        return FOREVER_US if self.period_to is None else micros(self.period_to)
+
+    @property
+    def as_of_us(self) -> int:
+        return FOREVER_US - 1 if self.as_of is None else micros(self.as_of)
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in one currency, with the number of deals behind it."""
+
+    currency: str
+    deals: int
+    value: Decimal
 
 
 @dataclass(frozen=True)
@@ -46,6 +90,16 @@ class CurrencyTotal:
 
 
 @dataclass(frozen=True)
+class BaseTotal:
+    """Σ value and Σ weighted value in the base currency; null values name missing rates."""
+
+    currency: str
+    value: Decimal | None
+    weighted_value: Decimal | None
+    missing_rates: list[str]
+
+
+@dataclass(frozen=True)
 class StageValue:
     pipeline_id: str
     stage: str
@@ -53,6 +107,7 @@ class StageValue:
     probability: int
     deals: int
     by_currency: list[CurrencyTotal]
+    base: BaseTotal
 
 
 @dataclass(frozen=True)
@@ -74,6 +129,93 @@ class DurationStats:
 class SalesCycle:
     won: DurationStats
     lost: DurationStats
+
+
+@dataclass(frozen=True)
+class AverageDealSize:
+    by_currency: list[Money]
+    mean_by_currency: dict[str, Decimal]
+    mean_in_base: BaseAmount
+
+
+@dataclass(frozen=True)
+class StageConversion:
+    pipeline_id: str
+    stage: str
+    entered: int
+    converted: int
+    conversion_rate: float | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    pipeline_id: str
+    from_stage: str
+    to_stage: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Conversion:
+    stages: list[StageConversion]
+    transitions: list[Transition]
+
+
+@dataclass(frozen=True)
+class StageTime:
+    pipeline_id: str
+    stage: str
+    visits: int
+    mean_days: float | None
+    median_days: float | None
+
+
+@dataclass(frozen=True)
+class Visit:
+    deal_id: str
+    pipeline_id: str
+    stage: str
+    visit_no: int
+    from_stage: str | None
+    entered_at: datetime
+    left_at: datetime | None
+    days: float
+
+
+@dataclass(frozen=True)
+class ForecastMonth:
+    month: str
+    open_deals: int
+    by_currency: list[CurrencyTotal]
+    won_so_far: list[Money]
+    base: BaseTotal
+    won_so_far_in_base: BaseAmount
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    key: str | None
+    won: int
+    lost: int
+    won_value: list[Money]
+    lost_value: list[Money]
+    won_value_in_base: BaseAmount
+    lost_value_in_base: BaseAmount
+
+
+@dataclass(frozen=True)
+class SalespersonFigures:
+    owner_id: str | None
+    won: int
+    lost: int
+    win_rate: float | None
+    revenue_won: list[Money]
+    revenue_won_in_base: BaseAmount
+    mean_cycle_days: float | None
+    open_deals: int
+    open_pipeline: list[CurrencyTotal]
+    open_pipeline_in_base: BaseTotal
+    interactions_logged: int | None = field(default=None)
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -98,84 +240,232 @@ def duration_stats(days: list[float]) -> DurationStats:
 
 def first_day_on_or_after(instant: datetime) -> date:
     """The first calendar day (UTC midnight) at or after an instant."""
+    instant = instant.astimezone(UTC)
     day = instant.date()
     return day if instant.timetz().replace(tzinfo=None) == time(0) else day + timedelta(days=1)
 
 
-class SalesAnalytics:
-    """Answers the core analytics from the deals read model and its pipeline summary."""
+class DealStates:
+    """``FROM … WHERE …`` for the deals as they stood at ``as_of`` (or now)."""
 
-    def __init__(self, store: ReadModelStore) -> None:
+    def __init__(self, where: AnalyticsFilter) -> None:
+        self.clauses: list[str] = ["organization_id = ?"]
+        self.params: list[Any] = [str(where.organization_id)]
+        if where.as_of is None:
+            self.table = "rm_deals"
+        else:
+            self.table = "rm_deals_history"
+            self.clauses += ["valid_from_us <= ?", "valid_to_us > ?"]
+            self.params += [where.as_of_us, where.as_of_us]
+        if where.pipeline_id is not None:
+            self.clauses.append("pipeline_id = ?")
+            self.params.append(where.pipeline_id)
+        if where.owner_id is not None:
+            self.clauses.append("owner_id = ?")
+            self.params.append(where.owner_id)
+
+    def also(self, clause: str, *params: Any) -> DealStates:
+        self.clauses.append(clause)
+        self.params.extend(params)
+        return self
+
+    def closed_in(self, where: AnalyticsFilter) -> DealStates:
+        """Won or lost (as of the instant), with the close inside the period."""
+        return self.also(
+            "status IN (?, ?) AND closed_at_us >= ? AND closed_at_us < ?",
+            DealStatus.WON.value,
+            DealStatus.LOST.value,
+            where.from_us,
+            where.to_us,
+        )
+
+    def open_deals(self) -> DealStates:
+        return self.also("status = ? AND archived = 0", DealStatus.OPEN.value)
+
+    @property
+    def where(self) -> str:
+        return " AND ".join(self.clauses)
+
+
+def sums_by_currency(rows: Iterable[Any], key: str = "currency") -> list[CurrencyTotal]:
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in rows:
+        total = totals[row[key]]
+        total[0] += int(row["deals"])
+        total[1] += int(row["value_e4"])
+        total[2] += int(row["weighted_e6"])
+    return [
+        CurrencyTotal(currency, deals, money_from_e4(value), weighted_from_e6(weighted))
+        for currency, (deals, value, weighted) in sorted(totals.items())
+    ]
+
+
+def money_by_currency(rows: Iterable[Any]) -> list[Money]:
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        totals[row["currency"]][0] += int(row["deals"])
+        totals[row["currency"]][1] += int(row["value_e4"])
+    return [
+        Money(currency, deals, money_from_e4(value))
+        for currency, (deals, value) in sorted(totals.items())
+    ]
+
+
+class SalesAnalytics:
+    """Answers every analytic of SPEC §5 that the CRM's deal data supports."""
+
+    def __init__(self, store: ReadModelStore, pipelines_of: PipelinesOf | None = None) -> None:
         self.store = store
+        self.pipelines_of: PipelinesOf = pipelines_of or (lambda _: dict(PIPELINES))
+        self.rates = Rates(store)
+
+    def base_total(
+        self, where: AnalyticsFilter, totals: list[CurrencyTotal], rates: RateTable
+    ) -> BaseTotal:
+        """Open money in the base currency at the rate effective at ``as_of`` (or today)."""
+        on = as_of_day(where)
+        value, weighted = BaseAmount(rates.base_currency), BaseAmount(rates.base_currency)
+        for total in totals:
+            value.add(rates, total.value, total.currency, on)
+            weighted.add(rates, total.weighted_value, total.currency, on)
+        value, weighted = value.rounded(), weighted.rounded()
+        return BaseTotal(rates.base_currency, value.value, weighted.value, value.missing_rates)
+
+    @staticmethod
+    def closed_in_base(rows: Iterable[Any], rates: RateTable) -> BaseAmount:
+        """Closed money (rows of currency, value_e4, closed_at_us) at each close day's rate."""
+        amount = BaseAmount(rates.base_currency)
+        for row in rows:
+            on = instant_from_micros(int(row["closed_at_us"])).date()
+            amount.add(rates, money_from_e4(int(row["value_e4"])), row["currency"], on)
+        return amount.rounded()
+
+    # --- pipeline value and forecast ----------------------------------------------------
 
     def pipeline_value(self, where: AnalyticsFilter) -> list[StageValue]:
-        """Open deals per stage — period filters on the expected close date."""
-        where.check()
-        clauses, params = self._owner_pipeline(where, owner_column="owner_key")
-        if where.period_from is not None:
-            clauses.append("expected_close_date >= ?")
-            params.append(first_day_on_or_after(where.period_from).isoformat())
-        if where.period_to is not None:
-            clauses.append("expected_close_date < ?")
-            params.append(first_day_on_or_after(where.period_to).isoformat())
-        with self.store.transaction(commit=False) as cursor:
-            cursor.execute(
-                "SELECT pipeline_id, stage, currency, SUM(deals) AS deals, "
-                "SUM(value_e4) AS value_e4, SUM(weighted_e6) AS weighted_e6 "
-                f"FROM {PIPELINE_VALUE_TABLE} WHERE {' AND '.join(clauses)} "
-                "GROUP BY pipeline_id, stage, currency ORDER BY currency",
-                params,
+        """Open deals per stage — the period filters on the expected close date."""
+        rates = self.rates.table(where.organization_id)
+        pipelines = self._checked(where)
+        if where.as_of is None:
+            rows = self._current_pipeline_value(where)
+        else:
+            states = DealStates(where).open_deals()
+            self._expected_close_in(states, where)
+            rows = self._query(
+                "SELECT pipeline_id, stage, currency, COUNT(*) AS deals, "
+                "SUM(value_e4) AS value_e4, SUM(value_e4 * probability) AS weighted_e6 "
+                f"FROM {states.table} WHERE {states.where} "
+                "GROUP BY pipeline_id, stage, currency",
+                states.params,
             )
-            rows = cursor.fetchall()
-        totals: dict[tuple[str, str], list[CurrencyTotal]] = defaultdict(list)
+        by_stage: dict[tuple[str, str], list[Any]] = defaultdict(list)
         for row in rows:
-            totals[(row["pipeline_id"], row["stage"])].append(
-                CurrencyTotal(
-                    currency=row["currency"],
-                    deals=int(row["deals"]),
-                    value=money_from_e4(int(row["value_e4"])),
-                    weighted_value=weighted_from_e6(int(row["weighted_e6"])),
+            by_stage[(row["pipeline_id"], row["stage"])].append(row)
+        result = []
+        for pipeline in self._selected(where, pipelines):
+            for stage in pipeline.stages:
+                if stage.kind is not StageKind.OPEN:
+                    continue
+                totals = sums_by_currency(by_stage[(pipeline.id, stage.id)])
+                result.append(
+                    StageValue(
+                        pipeline.id,
+                        stage.id,
+                        stage.name,
+                        stage.probability,
+                        sum(t.deals for t in totals),
+                        totals,
+                        self.base_total(where, totals, rates),
+                    )
+                )
+        return result
+
+    def forecast(self, where: AnalyticsFilter) -> list[ForecastMonth]:
+        """Open deals by expected close month (Σ value, Σ weighted), beside the deals won in
+        each month (by close date) so far. The period filters the open deals' expected close
+        date and the won deals' close time."""
+        rates = self.rates.table(where.organization_id)
+        self._checked(where)
+        states = DealStates(where).open_deals()
+        self._expected_close_in(states, where)
+        open_rows = self._query(
+            "SELECT substr(expected_close_date, 1, 7) AS month, currency, COUNT(*) AS deals, "
+            "SUM(value_e4) AS value_e4, SUM(value_e4 * probability) AS weighted_e6 "
+            f"FROM {states.table} WHERE {states.where} "
+            "GROUP BY substr(expected_close_date, 1, 7), currency",
+            states.params,
+        )
+        won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
+        won_rows = self._query(
+            f"SELECT closed_at_us, currency, value_e4 FROM {won.table} WHERE {won.where}",
+            won.params,
+        )
+        by_month: dict[str, list[Any]] = defaultdict(list)
+        for row in open_rows:
+            by_month[row["month"]].append(row)
+        won_by_month: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in won_rows:
+            won_by_month[_month_of(int(row["closed_at_us"]))].append({**row, "deals": 1})
+        months = sorted(set(by_month) | set(won_by_month))
+        forecast = []
+        for month in months:
+            totals = sums_by_currency(by_month[month])
+            forecast.append(
+                ForecastMonth(
+                    month=month,
+                    open_deals=sum(int(r["deals"]) for r in by_month[month]),
+                    by_currency=totals,
+                    won_so_far=money_by_currency(won_by_month[month]),
+                    base=self.base_total(where, totals, rates),
+                    won_so_far_in_base=self.closed_in_base(won_by_month[month], rates),
                 )
             )
-        return [
-            StageValue(
-                pipeline_id=pipeline.id,
-                stage=stage.id,
-                name=stage.name,
-                probability=stage.probability,
-                deals=sum(t.deals for t in totals[(pipeline.id, stage.id)]),
-                by_currency=totals[(pipeline.id, stage.id)],
-            )
-            for pipeline in self._pipelines(where)
-            for stage in pipeline.stages
-            if stage.kind is StageKind.OPEN
-        ]
+        return forecast
+
+    # --- closed deals ------------------------------------------------------------------
 
     def win_rate(self, where: AnalyticsFilter) -> WinRate:
         """won / (won + lost) among deals closed in the period."""
-        where.check()
-        clauses, params = self._closed_in_period(where)
-        with self.store.transaction(commit=False) as cursor:
-            cursor.execute(
-                f"SELECT status, COUNT(*) AS deals FROM rm_deals WHERE {' AND '.join(clauses)} "
-                "GROUP BY status",
-                params,
-            )
-            counts = {row["status"]: int(row["deals"]) for row in cursor.fetchall()}
+        self._checked(where)
+        states = DealStates(where).closed_in(where)
+        rows = self._query(
+            f"SELECT status, COUNT(*) AS deals FROM {states.table} WHERE {states.where} "
+            "GROUP BY status",
+            states.params,
+        )
+        counts = {row["status"]: int(row["deals"]) for row in rows}
         won, lost = counts.get(DealStatus.WON.value, 0), counts.get(DealStatus.LOST.value, 0)
         return WinRate(won=won, lost=lost, win_rate=won / (won + lost) if won + lost else None)
 
+    def average_deal_size(self, where: AnalyticsFilter) -> AverageDealSize:
+        """Mean value of the deals won in the period, per currency."""
+        self._checked(where)
+        states = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
+        rows = self._query(
+            f"SELECT currency, value_e4, closed_at_us FROM {states.table} WHERE {states.where}",
+            states.params,
+        )
+        totals = money_by_currency({**row, "deals": 1} for row in rows)
+        in_base = self.closed_in_base(rows, self.rates.table(where.organization_id))
+        if in_base.value is not None:
+            in_base.value = (in_base.value / len(rows)).quantize(FOUR_PLACES) if rows else None
+        return AverageDealSize(
+            by_currency=totals,
+            mean_by_currency={
+                t.currency: (t.value / t.deals).quantize(FOUR_PLACES) for t in totals
+            },
+            mean_in_base=in_base,
+        )
+
     def sales_cycle(self, where: AnalyticsFilter) -> SalesCycle:
         """close − open time of deals won (and, apart, lost) in the period, in days."""
-        where.check()
-        clauses, params = self._closed_in_period(where)
-        with self.store.transaction(commit=False) as cursor:
-            cursor.execute(
-                "SELECT status, closed_at_us - opened_at_us AS cycle_us FROM rm_deals "
-                f"WHERE {' AND '.join(clauses)}",
-                params,
-            )
-            rows = cursor.fetchall()
+        self._checked(where)
+        states = DealStates(where).closed_in(where)
+        rows = self._query(
+            "SELECT status, closed_at_us - opened_at_us AS cycle_us "
+            f"FROM {states.table} WHERE {states.where}",
+            states.params,
+        )
         days: dict[str, list[float]] = {DealStatus.WON.value: [], DealStatus.LOST.value: []}
         for row in rows:
             days[row["status"]].append(int(row["cycle_us"]) / MICROS_PER_DAY)
@@ -184,30 +474,332 @@ class SalesAnalytics:
             lost=duration_stats(days[DealStatus.LOST.value]),
         )
 
-    def _pipelines(self, where: AnalyticsFilter) -> list[Pipeline]:
-        if where.pipeline_id is not None:
-            return [PIPELINES[where.pipeline_id]]
-        return list(PIPELINES.values())
+    def win_loss(self, where: AnalyticsFilter, dimension: str) -> list[Breakdown]:
+        """Won and lost deals closed in the period, counted and summed by a dimension:
+        lost_reason, competitor, source, owner or client_category (as of the instant)."""
+        rates = self.rates.table(where.organization_id)
+        self._checked(where)
+        states = DealStates(where).closed_in(where)
+        column = WIN_LOSS_COLUMNS.get(dimension)
+        if column is None:
+            choices = ", ".join(sorted(WIN_LOSS_COLUMNS))
+            raise InvalidQuery("by", f"Break down by one of {choices}.")
+        if dimension == "client_category":
+            rows = self._closed_with_client_category(states, where)
+        else:
+            rows = self._query(
+                f"SELECT {column} AS key, status, currency, 1 AS deals, value_e4, closed_at_us "
+                f"FROM {states.table} WHERE {states.where}",
+                states.params,
+            )
+        grouped: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        for row in rows:
+            grouped[row["key"]][row["status"]].append(row)
+        return [
+            Breakdown(
+                key=key,
+                won=sum(int(r["deals"]) for r in outcome[DealStatus.WON.value]),
+                lost=sum(int(r["deals"]) for r in outcome[DealStatus.LOST.value]),
+                won_value=money_by_currency(outcome[DealStatus.WON.value]),
+                lost_value=money_by_currency(outcome[DealStatus.LOST.value]),
+                won_value_in_base=self.closed_in_base(outcome[DealStatus.WON.value], rates),
+                lost_value_in_base=self.closed_in_base(outcome[DealStatus.LOST.value], rates),
+            )
+            for key, outcome in sorted(
+                grouped.items(), key=lambda item: (item[0] is None, item[0] or "")
+            )
+        ]
 
-    def _owner_pipeline(
-        self, where: AnalyticsFilter, owner_column: str = "owner_id"
-    ) -> tuple[list[str], list[object]]:
-        clauses: list[str] = ["organization_id = ?"]
-        params: list[object] = [str(where.organization_id)]
+    def salesperson_performance(self, where: AnalyticsFilter) -> list[SalespersonFigures]:
+        """Per owner: won, lost, win rate, revenue won, mean cycle (deals closed in the
+        period) and the open pipeline (as of the instant)."""
+        rates = self.rates.table(where.organization_id)
+        self._checked(where)
+        closed = DealStates(where).closed_in(where)
+        closed_rows = self._query(
+            "SELECT owner_id, status, currency, value_e4, closed_at_us, "
+            "closed_at_us - opened_at_us AS cycle_us "
+            f"FROM {closed.table} WHERE {closed.where}",
+            closed.params,
+        )
+        open_states = DealStates(where).open_deals()
+        open_rows = self._query(
+            "SELECT owner_id, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
+            "SUM(value_e4 * probability) AS weighted_e6 "
+            f"FROM {open_states.table} WHERE {open_states.where} GROUP BY owner_id, currency",
+            open_states.params,
+        )
+        owners: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        for row in closed_rows:
+            owners[row["owner_id"]][row["status"]].append(row)
+        for row in open_rows:
+            owners[row["owner_id"]]["open"].append(row)
+        figures = []
+        for owner, rows in sorted(
+            owners.items(), key=lambda item: (item[0] is None, item[0] or "")
+        ):
+            won, lost = rows[DealStatus.WON.value], rows[DealStatus.LOST.value]
+            cycles = [int(r["cycle_us"]) / MICROS_PER_DAY for r in won]
+            open_totals = sums_by_currency(rows["open"])
+            figures.append(
+                SalespersonFigures(
+                    owner_id=owner,
+                    won=len(won),
+                    lost=len(lost),
+                    win_rate=len(won) / (len(won) + len(lost)) if won or lost else None,
+                    revenue_won=money_by_currency({**r, "deals": 1} for r in won),
+                    revenue_won_in_base=self.closed_in_base(won, rates),
+                    mean_cycle_days=math.fsum(cycles) / len(cycles) if cycles else None,
+                    open_deals=sum(int(r["deals"]) for r in rows["open"]),
+                    open_pipeline=open_totals,
+                    open_pipeline_in_base=self.base_total(where, open_totals, rates),
+                )
+            )
+        return figures
+
+    # --- stages: conversion and time in stage ------------------------------------------
+
+    def conversion(self, where: AnalyticsFilter) -> Conversion:
+        """Per stage, of the deals that entered it in the period, the share that later
+        entered a later stage of the pipeline or were won — from observed transitions — and
+        the from → to transition counts (backward moves and re-entries included)."""
+        pipelines = self._checked(where)
+        stages, transitions = [], []
+        for pipeline in self._selected(where, pipelines):
+            rank = _rank_sql(pipeline)
+            clauses, params = self._visits_in_period(where, pipeline.id)
+            entries = self._query(
+                "SELECT e.stage AS stage, COUNT(*) AS entered, SUM(CASE WHEN EXISTS ("
+                f"SELECT 1 FROM {STAGE_VISITS_TABLE} later WHERE later.id = e.id "
+                "AND later.pipeline_id = ? AND later.entered_at_us > e.first_entry "
+                f"AND later.entered_at_us <= ? AND {rank.replace('@stage', 'later.stage')} > "
+                f"{rank.replace('@stage', 'e.stage')}) THEN 1 ELSE 0 END) AS converted FROM ("
+                "SELECT id, stage, MIN(entered_at_us) AS first_entry "
+                f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} GROUP BY id, stage"
+                ") e GROUP BY e.stage",
+                [pipeline.id, where.as_of_us, *params],
+            )
+            found = {row["stage"]: row for row in entries}
+            for stage in pipeline.stages:
+                if stage.kind is not StageKind.OPEN:
+                    continue
+                row = found.get(stage.id)
+                entered = int(row["entered"]) if row else 0
+                converted = int(row["converted"] or 0) if row else 0
+                stages.append(
+                    StageConversion(
+                        pipeline.id,
+                        stage.id,
+                        entered,
+                        converted,
+                        converted / entered if entered else None,
+                    )
+                )
+            counted = self._query(
+                "SELECT from_stage, stage, COUNT(*) AS moves FROM "
+                f"{STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} "
+                "AND from_stage IS NOT NULL GROUP BY from_stage, stage",
+                params,
+            )
+            transitions += [
+                Transition(pipeline.id, row["from_stage"], row["stage"], int(row["moves"]))
+                for row in sorted(counted, key=lambda r: (r["from_stage"], r["stage"]))
+            ]
+        return Conversion(stages, transitions)
+
+    def time_in_stage(self, where: AnalyticsFilter) -> list[StageTime]:
+        """Every visit of an open stage entered in the period; mean and median days per
+        stage; a visit not yet left counts up to ``as_of`` (or now)."""
+        pipelines = self._checked(where)
+        result = []
+        for pipeline in self._selected(where, pipelines):
+            by_stage: dict[str, list[float]] = defaultdict(list)
+            for visit in self._visits(where, pipeline):
+                by_stage[visit.stage].append(visit.days)
+            for stage in pipeline.stages:
+                if stage.kind is not StageKind.OPEN:
+                    continue
+                days = sorted(by_stage[stage.id])
+                result.append(
+                    StageTime(
+                        pipeline.id,
+                        stage.id,
+                        len(days),
+                        math.fsum(days) / len(days) if days else None,
+                        percentile(days, 0.5) if days else None,
+                    )
+                )
+        return result
+
+    def visits(self, where: AnalyticsFilter) -> list[Visit]:
+        """Every visit (per deal and stage) of an open stage entered in the period."""
+        pipelines = self._checked(where)
+        return [v for p in self._selected(where, pipelines) for v in self._visits(where, p)]
+
+    def rotting(self, where: AnalyticsFilter, threshold_days: dict[str, float]) -> list[Visit]:
+        """Open deals whose current visit of a stage is longer than that stage's threshold."""
+        pipelines = self._checked(where)
+        stuck = []
+        for pipeline in self._selected(where, pipelines):
+            for visit in self._visits(where, pipeline, current_only=True):
+                limit = threshold_days.get(visit.stage)
+                if limit is not None and visit.days > limit:
+                    stuck.append(visit)
+        return sorted(stuck, key=lambda v: -v.days)
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _visits(
+        self, where: AnalyticsFilter, pipeline: Pipeline, current_only: bool = False
+    ) -> list[Visit]:
+        now_us = micros(datetime.now(UTC)) if where.as_of is None else where.as_of_us
+        clauses, params = self._visits_in_period(where, pipeline.id)
+        open_stages = [s.id for s in pipeline.stages if s.kind is StageKind.OPEN]
+        clauses.append(f"stage IN ({', '.join('?' * len(open_stages))})")
+        params += open_stages
+        if current_only:
+            clauses.append("left_at_us > ?")
+            params.append(where.as_of_us)
+        rows = self._query(
+            "SELECT id, pipeline_id, stage, visit_no, from_stage, entered_at_us, left_at_us "
+            f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} ORDER BY id, visit_no",
+            params,
+        )
+        visits = []
+        for row in rows:
+            left = int(row["left_at_us"])
+            still_there = left > where.as_of_us
+            end = now_us if still_there else left
+            visits.append(
+                Visit(
+                    deal_id=row["id"],
+                    pipeline_id=row["pipeline_id"],
+                    stage=row["stage"],
+                    visit_no=int(row["visit_no"]),
+                    from_stage=row["from_stage"],
+                    entered_at=instant_from_micros(int(row["entered_at_us"])),
+                    left_at=None if still_there else instant_from_micros(left),
+                    days=(end - int(row["entered_at_us"])) / MICROS_PER_DAY,
+                )
+            )
+        return visits
+
+    def _visits_in_period(
+        self, where: AnalyticsFilter, pipeline_id: str
+    ) -> tuple[list[str], list[Any]]:
+        clauses = [
+            "organization_id = ?",
+            "pipeline_id = ?",
+            "entered_at_us >= ?",
+            "entered_at_us < ?",
+            "entered_at_us <= ?",
+        ]
+        params: list[Any] = [
+            str(where.organization_id),
+            pipeline_id,
+            where.from_us,
+            where.to_us,
+            where.as_of_us,
+        ]
+        if where.owner_id is not None:
+            clauses.append("owner_id = ?")
+            params.append(where.owner_id)
+        return clauses, params
+
+    def _current_pipeline_value(self, where: AnalyticsFilter) -> list[Any]:
+        clauses = ["organization_id = ?"]
+        params: list[Any] = [str(where.organization_id)]
         if where.pipeline_id is not None:
             clauses.append("pipeline_id = ?")
             params.append(where.pipeline_id)
         if where.owner_id is not None:
-            clauses.append(f"{owner_column} = ?")
+            clauses.append("owner_key = ?")
             params.append(where.owner_id)
-        return clauses, params
+        if where.period_from is not None:
+            clauses.append("expected_close_date >= ?")
+            params.append(first_day_on_or_after(where.period_from).isoformat())
+        if where.period_to is not None:
+            clauses.append("expected_close_date < ?")
+            params.append(first_day_on_or_after(where.period_to).isoformat())
+        return self._query(
+            "SELECT pipeline_id, stage, currency, SUM(deals) AS deals, "
+            "SUM(value_e4) AS value_e4, SUM(weighted_e6) AS weighted_e6 "
+            f"FROM {PIPELINE_VALUE_TABLE} WHERE {' AND '.join(clauses)} "
+            "GROUP BY pipeline_id, stage, currency",
+            params,
+        )
 
-    def _closed_in_period(self, where: AnalyticsFilter) -> tuple[list[str], list[object]]:
-        clauses, params = self._owner_pipeline(where)
-        clauses.append("status IN (?, ?)")
-        params.extend((DealStatus.WON.value, DealStatus.LOST.value))
-        clauses.append("closed_at_us >= ?")
-        params.append(micros(where.period_from) if where.period_from else -(2**62))
-        clauses.append("closed_at_us < ?")
-        params.append(micros(where.period_to) if where.period_to else 2**62)
-        return clauses, params
+    @staticmethod
+    def _expected_close_in(states: DealStates, where: AnalyticsFilter) -> None:
+        if where.period_from is not None:
+            states.also(
+                "expected_close_date >= ?", first_day_on_or_after(where.period_from).isoformat()
+            )
+        if where.period_to is not None:
+            states.also(
+                "expected_close_date < ?", first_day_on_or_after(where.period_to).isoformat()
+            )
+
+    def _closed_with_client_category(self, states: DealStates, where: AnalyticsFilter) -> list[Any]:
+        if where.as_of is None:
+            clients, client_clause, client_params = "rm_clients", "", []
+        else:
+            clients = "rm_clients_history"
+            client_clause = " AND c.valid_from_us <= ? AND c.valid_to_us > ?"
+            client_params = [where.as_of_us, where.as_of_us]
+        qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
+        return self._query(
+            "SELECT c.category AS key, d.status AS status, d.currency AS currency, "
+            "1 AS deals, d.value_e4 AS value_e4, d.closed_at_us AS closed_at_us "
+            f"FROM {states.table} d LEFT JOIN {clients} c ON c.id = d.client_id{client_clause} "
+            f"WHERE {qualified}",
+            [*client_params, *states.params],
+        )
+
+    def _checked(self, where: AnalyticsFilter) -> dict[str, Pipeline]:
+        pipelines = self.pipelines_of(where.organization_id)
+        where.check(pipelines)
+        return pipelines
+
+    @staticmethod
+    def _selected(where: AnalyticsFilter, pipelines: dict[str, Pipeline]) -> list[Pipeline]:
+        if where.pipeline_id is not None:
+            return [pipelines[where.pipeline_id]]
+        return list(pipelines.values())
+
+    def _query(self, statement: str, params: list[Any]) -> list[Any]:
+        with self.store.transaction(commit=False) as cursor:
+            return _fetch(cursor, statement, params)
+
+
+WIN_LOSS_COLUMNS = {
+    "lost_reason": "lost_reason",
+    "competitor": "lost_competitor",
+    "source": "source",
+    "owner": "owner_id",
+    "client_category": "client_category",
+}
+
+
+def _fetch(cursor: SqlCursor, statement: str, params: list[Any]) -> list[Any]:
+    cursor.execute(statement, params)
+    return cursor.fetchall()
+
+
+def _rank_sql(pipeline: Pipeline) -> str:
+    """A SQL CASE giving each stage its place in the pipeline (the won stage after all open
+    ones; the lost stage below every stage, so losing never counts as progress)."""
+    cases = []
+    for position, stage in enumerate(pipeline.stages):
+        rank = {StageKind.OPEN: position, StageKind.WON: 10_000, StageKind.LOST: -1}[stage.kind]
+        quoted = stage.id.replace("'", "''")
+        cases.append(f"WHEN '{quoted}' THEN {rank}")
+    return "(CASE @stage " + " ".join(cases) + " ELSE -1 END)"
+
+
+def as_of_day(where: AnalyticsFilter) -> date:
+    return (where.as_of or datetime.now(UTC)).astimezone(UTC).date()
+
+
+def _month_of(instant_us: int) -> str:
+    return datetime.fromtimestamp(instant_us / 1_000_000, tz=UTC).strftime("%Y-%m")

@@ -112,9 +112,11 @@ def audit_page(
         clauses.append("occurred_at_us < ?")
         params.append(where.occurred_to_us)
     if cursor_token is not None:
-        position, record_id = decode_cursor(cursor_token)
+        position, record_id = decode_cursor(cursor_token, AUDIT_TABLE)
         recorded_at_us, _, version = str(position).partition(":")
-        if not (recorded_at_us.isdigit() and version.isdigit()):
+        if not (
+            recorded_at_us.isdigit() and version.isdigit() and len(recorded_at_us + version) < 25
+        ):
             raise InvalidQuery("cursor", "cursor is not one this API returned.")
         clauses.append("(recorded_at_us, record_id, version) > (?, ?, ?)")
         params.extend((int(recorded_at_us), record_id, int(version)))
@@ -130,5 +132,7 @@ def audit_page(
     last = rows[-1] if more else None
     token = None
     if last is not None:
-        token = encode_cursor(f"{last['recorded_at_us']}:{last['version']}", last["record_id"])
+        token = encode_cursor(
+            f"{last['recorded_at_us']}:{last['version']}", last["record_id"], AUDIT_TABLE
+        )
     return Page(rows, token)

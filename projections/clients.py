@@ -30,6 +30,7 @@ class ClientsProjection(RowProjection):
         "updated_at_us",
         "recorded_at_us",
     )
+    keeps_history = True
     json_columns = frozenset({"details"})
     column_types: ClassVar[dict[str, str]] = {
         "archived": "INTEGER",

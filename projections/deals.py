@@ -11,10 +11,11 @@ from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.deal import Deal, DealStatus
 from event_store.read_model_store import SqlCursor
-from projections.row_projection import RowDict, RowProjection, common_columns
+from projections.row_projection import FOREVER_US, RowDict, RowProjection, common_columns
 from projections.units import micros, money_e4
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
+STAGE_VISITS_TABLE = "rm_stage_visits"
 PIPELINE_VALUE_KEY = (
     "organization_id",
     "pipeline_id",
@@ -56,6 +57,7 @@ class DealsProjection(RowProjection):
         "updated_at_us",
         "recorded_at_us",
     )
+    keeps_history = True
     json_columns = frozenset({"stakeholder_contact_ids", "stakeholder_user_ids"})
     column_types: ClassVar[dict[str, str]] = {
         "value_e4": "BIGINT",
@@ -92,6 +94,13 @@ class DealsProjection(RowProjection):
             "stage TEXT NOT NULL, currency TEXT NOT NULL, expected_close_date TEXT NOT NULL, "
             "deals BIGINT NOT NULL, value_e4 BIGINT NOT NULL, weighted_e6 BIGINT NOT NULL, "
             f"PRIMARY KEY ({key}))",
+            f"CREATE TABLE IF NOT EXISTS {STAGE_VISITS_TABLE} ("
+            "id TEXT NOT NULL, visit_no INTEGER NOT NULL, organization_id TEXT NOT NULL, "
+            "pipeline_id TEXT NOT NULL, stage TEXT NOT NULL, from_stage TEXT, owner_id TEXT, "
+            "entered_at_us BIGINT NOT NULL, left_at_us BIGINT NOT NULL, "
+            "PRIMARY KEY (id, visit_no))",
+            f"CREATE INDEX IF NOT EXISTS {STAGE_VISITS_TABLE}_by_org "
+            f"ON {STAGE_VISITS_TABLE} (organization_id, pipeline_id, entered_at_us)",
         ]
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
@@ -211,8 +220,91 @@ class DealsProjection(RowProjection):
         }
 
     @changes.register
+    def _(self, event: Deal.DealMovedToPipeline, row: RowDict) -> RowDict:
+        return {
+            "pipeline_id": event.to_pipeline,
+            "stage": event.to_stage,
+            "probability": event.probability,
+            "stage_entered_at_us": micros(event.context.occurred_at),
+        }
+
+    @changes.register
     def _(self, event: Deal.DealArchived, row: RowDict) -> RowDict:
         return {"archived": 1}
+
+    def write_history(
+        self, cursor: SqlCursor, before: dict[str, RowDict | None], versions: list[RowDict]
+    ) -> None:
+        super().write_history(cursor, before, versions)
+        self.write_stage_visits(cursor, before, versions)
+
+    def write_stage_visits(
+        self, cursor: SqlCursor, before: dict[str, RowDict | None], versions: list[RowDict]
+    ) -> None:
+        """A visit runs from entering a stage until leaving it or being archived. Re-entries
+        are visits of their own; each visit remembers the stage the deal came from."""
+        last_no, open_no = self._visit_numbers(cursor, [k for k, r in before.items() if r])
+        previous = {key: row for key, row in before.items() if row is not None}
+        opened: dict[tuple[str, int], list[Any]] = {}
+        closed_earlier: list[tuple[int, str, int]] = []
+        for version in versions:
+            key, at = version["id"], version["updated_at_us"]
+            last = previous.get(key)
+            previous[key] = version
+            if last is not None and last["archived"]:
+                continue
+            moved = last is None or (last["pipeline_id"], last["stage"]) != (
+                version["pipeline_id"],
+                version["stage"],
+            )
+            archiving = bool(version["archived"])
+            if not (moved or archiving):
+                continue
+            visit = open_no.pop(key, None)
+            if visit is not None and (key, visit) in opened:
+                opened[(key, visit)][-1] = at
+            elif visit is not None:
+                closed_earlier.append((at, key, visit))
+            if archiving:
+                continue
+            number = last_no.get(key, 0) + 1
+            last_no[key] = open_no[key] = number
+            opened[(key, number)] = [
+                key, number, version["organization_id"], version["pipeline_id"],
+                version["stage"], None if last is None else last["stage"],
+                version["owner_id"], at, FOREVER_US,
+            ]  # fmt: skip
+        cursor.executemany(
+            f"UPDATE {STAGE_VISITS_TABLE} SET left_at_us = ? WHERE id = ? AND visit_no = ?",
+            closed_earlier,
+        )
+        cursor.executemany(
+            f"INSERT INTO {STAGE_VISITS_TABLE} (id, visit_no, organization_id, pipeline_id, "
+            "stage, from_stage, owner_id, entered_at_us, left_at_us) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, visit_no) DO NOTHING",
+            list(opened.values()),
+        )
+
+    def _visit_numbers(
+        self, cursor: SqlCursor, ids: list[str]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Each deal's latest visit number, and the number of its open visit if any."""
+        last_no: dict[str, int] = {}
+        open_no: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cursor.execute(
+                f"SELECT id, MAX(visit_no) AS last_no, "
+                f"MAX(CASE WHEN left_at_us = {FOREVER_US} THEN visit_no END) AS open_no "
+                f"FROM {STAGE_VISITS_TABLE} WHERE id IN ({', '.join('?' * len(chunk))}) "
+                "GROUP BY id",
+                chunk,
+            )
+            for row in cursor.fetchall():
+                last_no[row["id"]] = int(row["last_no"])
+                if row["open_no"] is not None:
+                    open_no[row["id"]] = int(row["open_no"])
+        return last_no, open_no
 
     def after_batch(
         self, cursor: SqlCursor, before: dict[str, RowDict | None], after: dict[str, RowDict]

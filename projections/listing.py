@@ -44,19 +44,32 @@ class Query:
         return self if value is None else self.where(f"{column} = ?", value)
 
 
-def encode_cursor(sort_value: Any, record_id: str) -> str:
-    raw = json.dumps([sort_value, record_id], separators=(",", ":")).encode()
+INT64 = 2**63
+NOT_OURS = "cursor is not one this API returned for this sort."
+
+
+def encode_cursor(sort_value: Any, record_id: str, sort_column: str = "") -> str:
+    raw = json.dumps([sort_column, sort_value, record_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[Any, str]:
+def decode_cursor(cursor: str, sort_column: str = "", numeric: bool = False) -> tuple[Any, str]:
+    """The (sort value, id) a cursor continues after; it must come from the same sort and
+    carry a value of the sort column's type."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        sort_value, record_id = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError) as error:
-        raise InvalidQuery("cursor", "cursor is not one this API returned.") from error
-    if not isinstance(record_id, str) or not isinstance(sort_value, str | int | float):
-        raise InvalidQuery("cursor", "cursor is not one this API returned.")
+        column, sort_value, record_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as error:
+        raise InvalidQuery("cursor", NOT_OURS) from error
+    if column != sort_column or not isinstance(record_id, str):
+        raise InvalidQuery("cursor", NOT_OURS)
+    if numeric:
+        if isinstance(sort_value, bool) or not isinstance(sort_value, int):
+            raise InvalidQuery("cursor", NOT_OURS)
+        if not -INT64 <= sort_value < INT64:
+            raise InvalidQuery("cursor", NOT_OURS)
+    elif not isinstance(sort_value, str):
+        raise InvalidQuery("cursor", NOT_OURS)
     return sort_value, record_id
 
 
@@ -83,7 +96,8 @@ def page(
     clauses = ["organization_id = ?", *query.clauses]
     params = [query.organization_id, *query.params]
     if after is not None:
-        sort_value, record_id = decode_cursor(after)
+        numeric = projection.column_types.get(sort_column, "TEXT") in ("BIGINT", "INTEGER")
+        sort_value, record_id = decode_cursor(after, sort_column, numeric)
         clauses.append(f"({sort_column}, id) {'<' if descending else '>'} (?, ?)")
         params.extend((sort_value, record_id))
     direction = "DESC" if descending else "ASC"
@@ -95,5 +109,7 @@ def page(
     rows = [projection.decode(row) for row in cursor.fetchall()]
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1][sort_column], rows[-1]["id"]) if more else None
+    next_cursor = (
+        encode_cursor(rows[-1][sort_column], rows[-1]["id"], sort_column) if more else None
+    )
     return Page(rows, next_cursor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from event_store.read_model_store import ReadModelStore
@@ -11,6 +12,7 @@ from projections.contacts import ContactsProjection
 from projections.deals import DealsProjection
 from projections.listing import Page, Query, page, parse_sort
 from projections.row_projection import RowDict, RowProjection
+from projections.units import micros
 
 CLIENT_SORTS = {"name": "name", "updated_at": "updated_at_us", "created_at": "created_at_us"}
 CONTACT_SORTS = {
@@ -45,14 +47,20 @@ class RecordQueries:
         self.contacts_model = ContactsProjection()
         self.deals_model = DealsProjection()
 
-    def client(self, organization_id: UUID, client_id: UUID) -> RowDict | None:
-        return self._one(self.clients_model, organization_id, client_id)
+    def client(
+        self, organization_id: UUID, client_id: UUID, as_of: datetime | None = None
+    ) -> RowDict | None:
+        return self._one(self.clients_model, organization_id, client_id, as_of)
 
-    def contact(self, organization_id: UUID, contact_id: UUID) -> RowDict | None:
-        return self._one(self.contacts_model, organization_id, contact_id)
+    def contact(
+        self, organization_id: UUID, contact_id: UUID, as_of: datetime | None = None
+    ) -> RowDict | None:
+        return self._one(self.contacts_model, organization_id, contact_id, as_of)
 
-    def deal(self, organization_id: UUID, deal_id: UUID) -> RowDict | None:
-        return self._one(self.deals_model, organization_id, deal_id)
+    def deal(
+        self, organization_id: UUID, deal_id: UUID, as_of: datetime | None = None
+    ) -> RowDict | None:
+        return self._one(self.deals_model, organization_id, deal_id, as_of)
 
     def clients(
         self,
@@ -119,8 +127,17 @@ class RecordQueries:
         with self.store.transaction(commit=False) as cursor:
             return page(cursor, model, query, column, descending, params.cursor, params.limit)
 
-    def _one(self, model: RowProjection, organization_id: UUID, record_id: UUID) -> RowDict | None:
+    def _one(
+        self,
+        model: RowProjection,
+        organization_id: UUID,
+        record_id: UUID,
+        as_of: datetime | None = None,
+    ) -> RowDict | None:
+        """The record now, or as it stood at business instant ``as_of``."""
         with self.store.transaction(commit=False) as cursor:
+            if as_of is not None:
+                return model.load_as_of(cursor, str(organization_id), str(record_id), micros(as_of))
             cursor.execute(
                 f"SELECT * FROM {model.table} WHERE id = ? AND organization_id = ?",
                 [str(record_id), str(organization_id)],

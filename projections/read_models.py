@@ -18,6 +18,7 @@ from projections.audit import AuditProjection
 from projections.clients import ClientsProjection
 from projections.contacts import ContactsProjection
 from projections.deals import DealsProjection
+from projections.pipelines import ExchangeRatesProjection, PipelinesProjection
 
 PROJECTED_TOPIC_PREFIXES = (
     "aggregates.client:",
@@ -26,6 +27,8 @@ PROJECTED_TOPIC_PREFIXES = (
     "aggregates.organization:",
     "aggregates.membership:",
     "aggregates.api_token:",
+    "aggregates.pipeline:",
+    "aggregates.exchange_rates:",
 )
 
 
@@ -49,6 +52,8 @@ class ReadModels:
             OrganizationsProjection(),
             MembersProjection(),
             TokensProjection(),
+            PipelinesProjection(),
+            ExchangeRatesProjection(),
             AuditProjection(),
         )
 

@@ -22,6 +22,7 @@ from projections.units import micros
 
 RowDict = dict[str, Any]
 LOAD_CHUNK = 500
+FOREVER_US = 2**62  # valid_to of a record's current version
 
 
 class RowProjection(ABC):
@@ -32,10 +33,17 @@ class RowProjection(ABC):
     json_columns: ClassVar[frozenset[str]] = frozenset()
     indexes: ClassVar[tuple[str, ...]] = ()
     column_types: ClassVar[dict[str, str]] = {}
+    keeps_history: ClassVar[bool] = False
+    """Also keep every version of every row, valid over its business-time interval
+    ``[valid_from_us, valid_to_us)`` in ``<table>_history``: the record as of any instant."""
 
     @property
     def name(self) -> str:
         return self.table
+
+    @property
+    def history_table(self) -> str:
+        return f"{self.table}_history"
 
     def schema(self) -> list[str]:
         columns = ", ".join(
@@ -43,7 +51,19 @@ class RowProjection(ABC):
             + (" PRIMARY KEY" if column == "id" else "")
             for column in self.columns
         )
-        return [f"CREATE TABLE IF NOT EXISTS {self.table} ({columns})", *self.indexes]
+        statements = [f"CREATE TABLE IF NOT EXISTS {self.table} ({columns})", *self.indexes]
+        if self.keeps_history:
+            typed = ", ".join(
+                f"{column} {self.column_types.get(column, 'TEXT')}" for column in self.columns
+            )
+            statements += [
+                f"CREATE TABLE IF NOT EXISTS {self.history_table} ({typed}, "
+                "valid_from_us BIGINT NOT NULL, valid_to_us BIGINT NOT NULL, "
+                "PRIMARY KEY (id, version))",
+                f"CREATE INDEX IF NOT EXISTS {self.history_table}_valid "
+                f"ON {self.history_table} (organization_id, valid_to_us, valid_from_us)",
+            ]
+        return statements
 
     @abstractmethod
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
@@ -66,15 +86,62 @@ class RowProjection(ABC):
         ids = list(dict.fromkeys(str(event.originator_id) for event in mine))
         before = self.load(cursor, ids)
         rows: dict[str, RowDict | None] = dict(before)
+        versions: list[RowDict] = []
         for event in mine:
             key = str(event.originator_id)
             row = rows[key]
             if row is not None and event.originator_version <= row["version"]:
                 continue  # already folded: a redelivered event changes nothing
             rows[key] = self.fold(row, event)
+            if rows[key] is not None:
+                versions.append(dict(rows[key]))  # type: ignore[arg-type]
         changed = {key: row for key, row in rows.items() if row is not None and row != before[key]}
         self.write(cursor, changed.values())
+        if self.keeps_history:
+            self.write_history(cursor, before, versions)
         self.after_batch(cursor, before, changed)
+
+    def write_history(
+        self, cursor: SqlCursor, before: dict[str, RowDict | None], versions: list[RowDict]
+    ) -> None:
+        """Append the batch's versions; each one ends where the record's next one begins."""
+        following: dict[str, int] = {}
+        valid_to: list[int] = []
+        for version in reversed(versions):
+            valid_to.append(following.get(version["id"], FOREVER_US))
+            following[version["id"]] = version["updated_at_us"]
+        valid_to.reverse()
+        closed = [
+            (following[key], key, row["version"])
+            for key, row in before.items()
+            if row is not None and key in following
+        ]
+        cursor.executemany(
+            f"UPDATE {self.history_table} SET valid_to_us = ? WHERE id = ? AND version = ?",
+            closed,
+        )
+        names = ", ".join(self.columns)
+        marks = ", ".join("?" * (len(self.columns) + 2))
+        cursor.executemany(
+            f"INSERT INTO {self.history_table} ({names}, valid_from_us, valid_to_us) "
+            f"VALUES ({marks}) ON CONFLICT (id, version) DO NOTHING",
+            [
+                [*self.encode(version), version["updated_at_us"], until]
+                for version, until in zip(versions, valid_to, strict=True)
+            ],
+        )
+
+    def load_as_of(
+        self, cursor: SqlCursor, organization_id: str, record_id: str, instant_us: int
+    ) -> RowDict | None:
+        """The record's version valid at a business instant, if it existed then."""
+        cursor.execute(
+            f"SELECT * FROM {self.history_table} WHERE id = ? AND organization_id = ? "
+            "AND valid_from_us <= ? AND valid_to_us > ? ORDER BY version DESC LIMIT 1",
+            [record_id, organization_id, instant_us, instant_us],
+        )
+        row = cursor.fetchone()
+        return None if row is None else self.decode(row)
 
     def load(self, cursor: SqlCursor, ids: list[str]) -> dict[str, RowDict | None]:
         found: dict[str, RowDict | None] = dict.fromkeys(ids)

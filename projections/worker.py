@@ -18,6 +18,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from event_store.application import EventStoreApplication
 from event_store.read_model_store import ReadModelStore
+from projections.generations import Generations
 from projections.read_models import ReadModels
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,34 @@ class ProjectionWorker:
         *,
         batch_size: int = 1000,
         tracking_name: str = TRACKING_NAME,
+        follow_live: Generations | None = None,
     ) -> None:
+        """With ``follow_live``, the worker moves to whichever generation is live at the
+        start of each batch (a rebuild elsewhere may switch it)."""
         self.events = events
-        self.store = store
-        self.read_models = ReadModels(store)
         self.batch_size = batch_size
         self.tracking_name = tracking_name
+        self.follow_live = follow_live
         self.wakeup = threading.Event()
         self._progress = threading.Condition()
+        self._stores: dict[int, ReadModelStore] = {}
+        self.use(store)
+
+    def use(self, store: ReadModelStore) -> None:
+        """Feed this generation's store from now on."""
+        self._stores.setdefault(store.generation, store)
+        self.store = store
+        self.read_models = ReadModels(store)
         self.read_models.create_tables()
+
+    def follow_live_generation(self) -> None:
+        if self.follow_live is None:
+            return
+        live = self.follow_live.live().number
+        if live != self.store.generation:
+            log.info("read models: generation %d is live now", live)
+            store = self._stores.get(live) or ReadModelStore(self.store.location, live)
+            self.use(store)
 
     @property
     def position(self) -> int:
@@ -59,6 +79,7 @@ class ProjectionWorker:
 
     def process_batch(self) -> BatchResult:
         """Apply the next batch after the tracked position; 0 notifications when caught up."""
+        self.follow_live_generation()
         start = self.position
         notifications = self.events.recorder.select_notifications(
             start=start, limit=self.batch_size, inclusive_of_start=False

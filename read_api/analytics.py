@@ -1,18 +1,32 @@
-"""Sales analytics endpoints: pipeline value by stage, win rate, sales-cycle duration."""
+"""Sales analytics endpoints (SPEC §5): every figure now or ``as_of`` any business instant."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from crm.identity import CurrentActor
-from projections.analytics import AnalyticsFilter
+from projections.analytics import (
+    AnalyticsFilter,
+    AverageDealSize,
+    Breakdown,
+    Conversion,
+    ForecastMonth,
+    SalesCycle,
+    SalespersonFigures,
+    StageTime,
+    StageValue,
+    Visit,
+    WinRate,
+)
+from projections.listing import InvalidQuery
 from read_api.dependencies import ConsistentRead, Instant, Reads, as_instant
 
 router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[ConsistentRead])
+MAX_FORECAST_POINTS = 60
 
 
 def analytics_filter(
@@ -25,6 +39,10 @@ def analytics_filter(
     period_to: Annotated[
         Instant | None, Query(alias="to", description="Period end (exclusive)")
     ] = None,
+    as_of: Annotated[
+        Instant | None,
+        Query(description="The figures as they stood at this business instant (or date)"),
+    ] = None,
 ) -> AnalyticsFilter:
     return AnalyticsFilter(
         organization_id=actor.organization_id,
@@ -32,68 +50,181 @@ def analytics_filter(
         owner_id=owner,
         period_from=as_instant(period_from),
         period_to=as_instant(period_to),
+        as_of=as_instant(as_of),
     )
 
 
 Filter = Annotated[AnalyticsFilter, Depends(analytics_filter)]
 
 
-class CurrencyTotalPublic(BaseModel):
-    currency: str
-    deals: int
-    value: Decimal
-    weighted_value: Decimal
-
-
-class StageValuePublic(BaseModel):
-    pipeline_id: str
-    stage: str
-    name: str
-    probability: int
-    deals: int
-    by_currency: list[CurrencyTotalPublic]
-
-
 class PipelineValue(BaseModel):
-    stages: list[StageValuePublic] = Field(
+    stages: list[StageValue] = Field(
         description="Open deals per stage; the period filters on expected close date."
     )
 
 
-class WinRatePublic(BaseModel):
-    won: int
-    lost: int
-    win_rate: float | None = Field(description="won / (won + lost); null when none closed")
+class Forecast(BaseModel):
+    months: list[ForecastMonth]
 
 
-class DurationStatsPublic(BaseModel):
-    deals: int
-    mean_days: float | None
-    median_days: float | None
-    p90_days: float | None
+class ForecastPoint(BaseModel):
+    as_of: str
+    forecast: ForecastMonth | None
 
 
-class SalesCyclePublic(BaseModel):
-    won: DurationStatsPublic
-    lost: DurationStatsPublic
+class ForecastHistory(BaseModel):
+    month: str
+    points: list[ForecastPoint]
+
+
+class WinLoss(BaseModel):
+    by: str
+    groups: list[Breakdown]
+
+
+class TimeInStage(BaseModel):
+    stages: list[StageTime]
+
+
+class Visits(BaseModel):
+    visits: list[Visit]
+
+
+class Salespeople(BaseModel):
+    salespeople: list[SalespersonFigures] = Field(
+        description="interactions_logged is null: interactions are not recorded yet."
+    )
 
 
 @router.get("/pipeline-value")
 def pipeline_value(reads: Reads, where: Filter) -> PipelineValue:
     """Open deals per stage: count, Σ value and Σ value × probability / 100, per currency."""
-    stages = reads.analytics.pipeline_value(where)
-    return PipelineValue(
-        stages=[StageValuePublic.model_validate(s, from_attributes=True) for s in stages]
-    )
+    return PipelineValue(stages=reads.analytics.pipeline_value(where))
 
 
 @router.get("/win-rate")
-def win_rate(reads: Reads, where: Filter) -> WinRatePublic:
+def win_rate(reads: Reads, where: Filter) -> WinRate:
     """won / (won + lost) among deals closed in the period."""
-    return WinRatePublic.model_validate(reads.analytics.win_rate(where), from_attributes=True)
+    return reads.analytics.win_rate(where)
+
+
+@router.get("/average-deal-size")
+def average_deal_size(reads: Reads, where: Filter) -> AverageDealSize:
+    """Mean value of the deals won in the period, per currency."""
+    return reads.analytics.average_deal_size(where)
 
 
 @router.get("/sales-cycle")
-def sales_cycle(reads: Reads, where: Filter) -> SalesCyclePublic:
+def sales_cycle(reads: Reads, where: Filter) -> SalesCycle:
     """Days from open to close of deals won (and, apart, lost) in the period."""
-    return SalesCyclePublic.model_validate(reads.analytics.sales_cycle(where), from_attributes=True)
+    return reads.analytics.sales_cycle(where)
+
+
+@router.get("/conversion")
+def conversion(reads: Reads, where: Filter) -> Conversion:
+    """Stage conversion from observed transitions, and the from → to transition counts."""
+    return reads.analytics.conversion(where)
+
+
+@router.get("/time-in-stage")
+def time_in_stage(reads: Reads, where: Filter) -> TimeInStage:
+    """Mean and median days per visit of each stage entered in the period."""
+    return TimeInStage(stages=reads.analytics.time_in_stage(where))
+
+
+@router.get("/time-in-stage/visits")
+def stage_visits(
+    reads: Reads,
+    where: Filter,
+    deal_id: Annotated[str | None, Query(max_length=36)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Visits:
+    """Every visit per deal and stage (re-entries are separate visits)."""
+    visits = reads.analytics.visits(where)
+    if deal_id is not None:
+        visits = [visit for visit in visits if visit.deal_id == deal_id]
+    return Visits(visits=visits[:limit])
+
+
+@router.get("/rotting")
+def rotting(
+    reads: Reads,
+    where: Filter,
+    days: Annotated[float, Query(gt=0, le=36_500, description="Threshold for every stage")] = 30,
+    stage_days: Annotated[
+        list[str] | None,
+        Query(description="Per-stage thresholds overriding days, e.g. stage_days=lead:14"),
+    ] = None,
+) -> Visits:
+    """Open deals stuck in their stage longer than the stage's threshold, longest first."""
+    thresholds = per_stage_thresholds(reads, where, days, stage_days or [])
+    return Visits(visits=reads.analytics.rotting(where, thresholds))
+
+
+@router.get("/forecast")
+def forecast(reads: Reads, where: Filter) -> Forecast:
+    """Open deals by expected close month (Σ value, Σ weighted) beside the deals won so far."""
+    return Forecast(months=reads.analytics.forecast(where))
+
+
+@router.get("/forecast/history")
+def forecast_history(
+    reads: Reads,
+    where: Filter,
+    month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+    step_days: Annotated[int, Query(ge=1, le=366)] = 7,
+) -> ForecastHistory:
+    """How the forecast for one month changed: its figures as of every step in [from, to)."""
+    if where.period_from is None or where.period_to is None:
+        raise InvalidQuery("from", "Give the span to follow the forecast over: from and to.")
+    if where.period_from >= where.period_to:
+        raise InvalidQuery("to", "The period's end must be after its start.")
+    step = timedelta(days=step_days)
+    if (where.period_to - where.period_from) / step > MAX_FORECAST_POINTS:
+        raise InvalidQuery("step_days", f"At most {MAX_FORECAST_POINTS} points: widen the step.")
+    points = []
+    instant = where.period_from
+    while instant < where.period_to:
+        at = AnalyticsFilter(
+            where.organization_id, where.pipeline_id, where.owner_id, as_of=instant
+        )
+        months = {m.month: m for m in reads.analytics.forecast(at)}
+        points.append(ForecastPoint(as_of=instant.isoformat(), forecast=months.get(month)))
+        instant += step
+    return ForecastHistory(month=month, points=points)
+
+
+@router.get("/win-loss")
+def win_loss(
+    reads: Reads,
+    where: Filter,
+    by: Literal["lost_reason", "competitor", "source", "owner", "client_category"] = "lost_reason",
+) -> WinLoss:
+    """Won and lost deals closed in the period, by lost reason, competitor, source, owner or
+    client category."""
+    return WinLoss(by=by, groups=reads.analytics.win_loss(where, by))
+
+
+@router.get("/salespeople")
+def salespeople(reads: Reads, where: Filter) -> Salespeople:
+    """Per owner: won, lost, win rate, revenue won, mean cycle and open pipeline."""
+    return Salespeople(salespeople=reads.analytics.salesperson_performance(where))
+
+
+def per_stage_thresholds(
+    reads: Reads, where: AnalyticsFilter, days: float, overrides: list[str]
+) -> dict[str, float]:
+    thresholds: dict[str, float] = {}
+    for pipeline in reads.analytics.pipelines_of(where.organization_id).values():
+        for known in pipeline.stages:
+            thresholds[known.id] = days
+    for item in overrides:
+        stage, _, value = item.partition(":")
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = -1
+        if stage not in thresholds or not 0 < limit <= 36_500:
+            raise InvalidQuery("stage_days", f"{item!r} is not stage:days for a known stage.")
+        thresholds[stage] = limit
+    return thresholds

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Query, Request, Response
 from pydantic import AwareDatetime
@@ -14,6 +14,7 @@ from projections.administration import AdministrationQueries
 from projections.analytics import SalesAnalytics
 from projections.audit import AuditQueries
 from projections.history import RecordHistory
+from projections.pipelines import PipelineQueries
 from projections.queries import ListParams, RecordQueries
 
 
@@ -26,14 +27,21 @@ class ReadSide:
     audit: AuditQueries
     analytics: SalesAnalytics
     history: RecordHistory
+    pipelines: PipelineQueries
     wait_for_position: Callable[[int, float], bool]
     read_position: Callable[[], int]
     max_wait_seconds: float
 
 
+class ReadSides(Protocol):
+    def current(self) -> ReadSide:
+        """The read side over the generation of read models that is live now."""
+        ...
+
+
 def read_side(request: Request) -> ReadSide:
-    side: ReadSide = request.app.state.read_side
-    return side
+    sides: ReadSides = request.app.state.read_sides
+    return sides.current()
 
 
 Reads = Annotated[ReadSide, Depends(read_side)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from read_api.schemas import (
 
 
 class RecordNotFound(Exception):
-    def __init__(self, kind: str, record_id: UUID) -> None:
+    def __init__(self, kind: str, record_id: UUID | str) -> None:
         super().__init__(f"There is no {kind} {record_id}.")
         self.kind = kind
         self.record_id = record_id
@@ -102,7 +103,7 @@ def add_record_reads(
     router: APIRouter,
     kind: str,
     public: type[ClientPublic | ContactPublic | DealPublic],
-    find: Callable[[Reads, UUID, UUID], RowDict | None],
+    find: Callable[[Reads, UUID, UUID, datetime | None], RowDict | None],
 ) -> None:
     """The detail, history and past-state endpoints every record kind has."""
 
@@ -114,9 +115,16 @@ def add_record_reads(
         summary=f"Get a {kind}",
     )
     def get_record(
-        record_id: UUID, reads: Reads, actor: CurrentActor, response: Response
+        record_id: UUID,
+        reads: Reads,
+        actor: CurrentActor,
+        response: Response,
+        as_of: Annotated[
+            Instant | None,
+            Query(description="The record as it stood at this business instant (or date)"),
+        ] = None,
     ) -> BaseModel:
-        row = find(reads, actor.organization_id, record_id)
+        row = find(reads, actor.organization_id, record_id, as_instant(as_of))
         if row is None:
             raise RecordNotFound(kind, record_id)
         response.headers["ETag"] = f'"{row["version"]}"'
@@ -156,8 +164,8 @@ def add_record_reads(
         return public.from_row(row)
 
 
-add_record_reads(clients, "client", ClientPublic, lambda r, o, i: r.records.client(o, i))
-add_record_reads(contacts, "contact", ContactPublic, lambda r, o, i: r.records.contact(o, i))
-add_record_reads(deals, "deal", DealPublic, lambda r, o, i: r.records.deal(o, i))
+add_record_reads(clients, "client", ClientPublic, lambda r, o, i, t: r.records.client(o, i, t))
+add_record_reads(contacts, "contact", ContactPublic, lambda r, o, i, t: r.records.contact(o, i, t))
+add_record_reads(deals, "deal", DealPublic, lambda r, o, i, t: r.records.deal(o, i, t))
 
 routers = (clients, contacts, deals)
