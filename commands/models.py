@@ -427,13 +427,15 @@ class CreateOrganization(Command):
 class ChangeOrganizationSettings(Command):
     """Change the settings given; settings left out keep their value."""
 
-    name: Name | None = None
-    base_currency: ISO4217 | None = None
-    crm_enabled: bool | None = None
-    deal_creator_roles: list[Role] | None = Field(
+    name: KeptName = None
+    base_currency: Annotated[ISO4217 | None, BeforeValidator(_refuse_null)] = None
+    crm_enabled: Annotated[bool | None, BeforeValidator(_refuse_null)] = None
+    deal_creator_roles: Annotated[list[Role] | None, BeforeValidator(_refuse_null)] = Field(
         default=None, description="Roles that may create deals; ADMIN always may."
     )
-    contributor_access: ContributorAccess | None = None
+    contributor_access: Annotated[ContributorAccess | None, BeforeValidator(_refuse_null)] = (
+        None
+    )
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True, exclude={"occurred_at"})

@@ -12,6 +12,7 @@ from commands import admin_api as admin_command_api
 from commands import api as command_api
 from commands import pipeline_api as pipeline_command_api
 from crm.bootstrap import ADMIN_TOKEN_FILE
+from crm.openapi import problem_openapi
 from crm.policy import AccessControl
 from crm.problems import register_problem_handlers
 from crm.service import Service
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.add_middleware(AccessControl)
+    app.openapi = problem_openapi(app)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> Health:

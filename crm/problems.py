@@ -63,8 +63,12 @@ def problem(
 
 
 def field_name(location: tuple[Any, ...]) -> str:
+    """``body.value`` → ``value``; ``query.from.date`` → ``from``; headers keep their place:
+    the same names the service's own field errors use."""
     parts = [str(part) for part in location]
-    return ".".join(parts[1:] if parts and parts[0] == "body" else parts) or "body"
+    if parts[:1] in (["query"], ["path"]):
+        return parts[1] if len(parts) > 1 else parts[0]
+    return ".".join(parts[1:] if parts[:1] == ["body"] else parts) or "body"
 
 
 def register_problem_handlers(app: FastAPI) -> None:

@@ -92,7 +92,8 @@ class DealsProjection(RowProjection):
             f"CREATE TABLE IF NOT EXISTS {PIPELINE_VALUE_TABLE} ("
             "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, owner_key TEXT NOT NULL, "
             "stage TEXT NOT NULL, currency TEXT NOT NULL, expected_close_date TEXT NOT NULL, "
-            "deals BIGINT NOT NULL, value_e4 BIGINT NOT NULL, weighted_e6 BIGINT NOT NULL, "
+            "deals BIGINT NOT NULL, value_e4 NUMERIC(38) NOT NULL, "
+            "weighted_e6 NUMERIC(38) NOT NULL, "
             f"PRIMARY KEY ({key}))",
             f"CREATE TABLE IF NOT EXISTS {STAGE_VISITS_TABLE} ("
             "id TEXT NOT NULL, visit_no INTEGER NOT NULL, organization_id TEXT NOT NULL, "

@@ -16,7 +16,7 @@ from enum import StrEnum
 from event_store.location import StoreLocation
 from event_store.read_model_store import ReadModelStore
 
-PROJECTION_VERSION = 2
+PROJECTION_VERSION = 3
 """Bump when a projection's code changes what it writes: existing read models then need a
 rebuild (``crm replay``), which ``crm status`` reports."""
 

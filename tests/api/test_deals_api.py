@@ -13,8 +13,11 @@ def test_opening_a_deal_answers_201_with_location_etag_and_position(api: TestCli
     response = api.post(
         "/deals",
         json={
-            "name": "Rollout", "client_id": client["id"], "value": "2500.50",
-            "currency": "USD", "expected_close_date": "2027-01-15",
+            "name": "Rollout",
+            "client_id": client["id"],
+            "value": "2500.50",
+            "currency": "USD",
+            "expected_close_date": "2027-01-15",
         },
     )
 
@@ -30,12 +33,14 @@ def test_opening_a_deal_answers_201_with_location_etag_and_position(api: TestCli
 
 def test_a_stage_change_with_a_stale_if_match_is_refused_with_412(api: TestClient) -> None:
     deal = open_deal(api, register_client(api)["id"])
-    moved = api.post(f"/deals/{deal['id']}/stage", json={"stage": "qualified"},
-                     headers={"If-Match": '"1"'})
+    moved = api.post(
+        f"/deals/{deal['id']}/stage", json={"stage": "qualified"}, headers={"If-Match": '"1"'}
+    )
     assert moved.status_code == 200
 
-    stale = api.post(f"/deals/{deal['id']}/stage", json={"stage": "proposal"},
-                     headers={"If-Match": '"1"'})
+    stale = api.post(
+        f"/deals/{deal['id']}/stage", json={"stage": "proposal"}, headers={"If-Match": '"1"'}
+    )
 
     assert stale.status_code == 412
     assert stale.headers["content-type"] == "application/problem+json"
@@ -72,13 +77,29 @@ def test_a_retried_command_with_the_same_idempotency_key_records_nothing_new(
 def test_an_idempotency_key_reused_for_another_request_is_refused(api: TestClient) -> None:
     client = register_client(api)
     headers = {"Idempotency-Key": "same-key"}
-    api.post("/deals", json={"name": "A", "client_id": client["id"], "value": "1",
-                             "currency": "EUR", "expected_close_date": "2027-01-01"},
-             headers=headers)
+    api.post(
+        "/deals",
+        json={
+            "name": "A",
+            "client_id": client["id"],
+            "value": "1",
+            "currency": "EUR",
+            "expected_close_date": "2027-01-01",
+        },
+        headers=headers,
+    )
 
-    reused = api.post("/deals", json={"name": "B", "client_id": client["id"], "value": "1",
-                                      "currency": "EUR", "expected_close_date": "2027-01-01"},
-                      headers=headers)
+    reused = api.post(
+        "/deals",
+        json={
+            "name": "B",
+            "client_id": client["id"],
+            "value": "1",
+            "currency": "EUR",
+            "expected_close_date": "2027-01-01",
+        },
+        headers=headers,
+    )
 
     assert reused.status_code == 422
     assert reused.json()["errors"][0]["field"] == "header.Idempotency-Key"
@@ -92,8 +113,14 @@ def test_invalid_deal_fields_are_refused_field_by_field_and_nothing_is_recorded(
 
     response = api.post(
         "/deals",
-        json={"name": "", "client_id": client["id"], "value": "-5", "currency": "EURO",
-              "expected_close_date": "someday", "probability": 101},
+        json={
+            "name": "",
+            "client_id": client["id"],
+            "value": "-5",
+            "currency": "EURO",
+            "expected_close_date": "someday",
+            "probability": 101,
+        },
     )
 
     assert response.status_code == 422
@@ -105,8 +132,13 @@ def test_invalid_deal_fields_are_refused_field_by_field_and_nothing_is_recorded(
 def test_a_deal_for_an_unknown_client_is_refused_naming_the_field(api: TestClient) -> None:
     response = api.post(
         "/deals",
-        json={"name": "X", "client_id": "5b0e4a5e-0000-4000-8000-000000000000", "value": "1",
-              "currency": "EUR", "expected_close_date": "2027-01-01"},
+        json={
+            "name": "X",
+            "client_id": "5b0e4a5e-0000-4000-8000-000000000000",
+            "value": "1",
+            "currency": "EUR",
+            "expected_close_date": "2027-01-01",
+        },
     )
 
     assert response.status_code == 422
