@@ -571,10 +571,10 @@ class SalesAnalytics:
             entries = self._query(
                 "SELECT e.stage AS stage, COUNT(*) AS entered, SUM(CASE WHEN EXISTS ("
                 f"SELECT 1 FROM {STAGE_VISITS_TABLE} later WHERE later.id = e.id "
-                "AND later.pipeline_id = ? AND later.entered_at_us > e.first_entry "
+                "AND later.pipeline_id = ? AND later.visit_no > e.first_visit "
                 f"AND later.entered_at_us <= ? AND {rank.replace('@stage', 'later.stage')} > "
                 f"{rank.replace('@stage', 'e.stage')}) THEN 1 ELSE 0 END) AS converted FROM ("
-                "SELECT id, stage, MIN(entered_at_us) AS first_entry "
+                "SELECT id, stage, MIN(visit_no) AS first_visit "
                 f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} GROUP BY id, stage"
                 ") e GROUP BY e.stage",
                 [pipeline.id, where.as_of_us, *params],
