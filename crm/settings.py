@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         "127.0.0.1:9092", description="Kafka brokers for `crm relay` and Kafka-fed workers."
     )
     kafka_topic: str = Field("crm.events", description="Topic the event stream is published to.")
+    kafka_partitions: int = Field(
+        6, ge=1, le=1000, description="Partitions of the topic when the relay creates it."
+    )
     relay_batch_size: int = Field(
         1000, ge=1, le=100_000, description="Events per relay batch (acknowledged together)."
     )

@@ -19,6 +19,7 @@
 # Typical use:  eval "$(scripts/kafka.sh start /tmp/crm-kafka)"   # sets CRM_TEST_KAFKA_BOOTSTRAP
 # Only the env line goes to stdout; progress and errors go to stderr.
 #
+# Java 17 and Maven are installed with apt-get when missing (as root, on Debian).
 # The jars (Kafka 4.4.0 and its runtime deps, ~43 MB) are fetched once with Maven
 # (scripts/kafka/pom.xml) into ${CRM_KAFKA_CACHE:-$HOME/.cache/monton-crm/kafka-4.4.0};
 # later starts need no network.
@@ -49,8 +50,29 @@ usage() {
   exit 2
 }
 
+# ---------------------------------------------------------------- tools
+# Java 17 runs the broker; Maven fetches its jars once. On a fresh Debian machine, as root,
+# install whichever is missing with apt-get (its output goes to stderr, like all progress).
+ensure_tools() {
+  local missing=()
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  if [[ ! -f "$CACHE/.complete" ]] && ! command -v mvn >/dev/null; then
+    missing+=(maven)
+  fi
+  ((${#missing[@]} == 0)) && return 0
+  if [[ "${EUID:-$(id -u)}" -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    die "missing ${missing[*]}: install them (Debian: apt-get install ${missing[*]})"
+  fi
+  log "installing ${missing[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 \
+    -o DPkg::Lock::Timeout=300 "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+}
+
 # ---------------------------------------------------------------- jars
 ensure_jars() {
+  ensure_tools
   [[ -f "$CACHE/.complete" ]] && return 0
   command -v mvn >/dev/null || die "mvn not found, and no jars in $CACHE"
   mkdir -p "$(dirname "$CACHE")"
