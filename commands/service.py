@@ -118,6 +118,8 @@ class Decision:
 class CrmApplication(EventStoreApplication):
     """Loads → decides → saves, for every command of the CRM."""
 
+    name = "crm"  # the store's table is crm_events, whichever application opens it
+
     def __init__(
         self,
         *args: Any,

@@ -25,6 +25,7 @@ from event_store.location import StoreLocation
 
 Dialect = Literal["sqlite", "postgres"]
 TRACKING_TABLE = "read_model_tracking"
+SCHEMA_LOCK_KEY = 7_261_015_001  # pg_advisory_xact_lock key of read-model schema changes
 Row = Mapping[str, Any]
 
 
@@ -131,6 +132,12 @@ class ReadModelStore:
     def insert_tracking(self, cursor: SqlCursor, tracking: Tracking) -> None:
         """Record a position in the transaction of ``cursor``; refuses to go backwards."""
         self.tracking._insert_tracking(cursor.raw, tracking)  # type: ignore[attr-defined]
+
+    def lock_schema(self, cursor: SqlCursor) -> None:
+        """Serialise schema changes of processes starting together (PostgreSQL; SQLite
+        serialises writers already): CREATE ... IF NOT EXISTS races otherwise."""
+        if self.dialect == "postgres":
+            cursor.execute("SELECT pg_advisory_xact_lock(?)", [SCHEMA_LOCK_KEY])
 
     def forget_position(self, cursor: SqlCursor, name: str) -> None:
         """Delete a tracking record (for a rebuild from the start of the log)."""

@@ -329,9 +329,9 @@ class DealsProjection(RowProjection):
                 deltas[summary_key] += sign
                 values[summary_key] += sign * row["value_e4"]
                 weighted[summary_key] += sign * row["value_e4"] * row["probability"]
-        changed = [
+        changed = [  # in key order, so concurrent workers lock rows in the same order
             (*k, deltas[k], values[k], weighted[k])
-            for k in deltas
+            for k in sorted(deltas)
             if deltas[k] or values[k] or weighted[k]
         ]
         if not changed:

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from eventsourcing.persistence import PersistenceError
+
 from event_store.location import StoreLocation
 from event_store.read_model_store import ReadModelStore
 
@@ -46,7 +48,20 @@ class Generations:
     def __init__(self, location: StoreLocation, first: ReadModelStore | None = None) -> None:
         self.location = location
         self.registry_store = first or ReadModelStore(location, 1)
+        if not self._has_live():
+            self._create()
+
+    def _has_live(self) -> bool:
+        """Whether the registry exists with a live generation (read only: processes
+        starting beside busy writers should not need the write lock)."""
+        try:
+            return any(g.state is State.LIVE for g in self.all())
+        except PersistenceError:
+            return False
+
+    def _create(self) -> None:
         with self.registry_store.transaction(commit=True) as cursor:
+            self.registry_store.lock_schema(cursor)
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {REGISTRY} (generation INTEGER PRIMARY KEY, "
                 "state TEXT NOT NULL, projection_version INTEGER NOT NULL, "
@@ -61,8 +76,7 @@ class Generations:
     def all(self) -> list[Generation]:
         with self.registry_store.transaction(commit=False) as cursor:
             cursor.execute(
-                f"SELECT generation, state, projection_version FROM {REGISTRY} "
-                "ORDER BY generation"
+                f"SELECT generation, state, projection_version FROM {REGISTRY} ORDER BY generation"
             )
             return [
                 Generation(int(r["generation"]), State(r["state"]), int(r["projection_version"]))

@@ -59,6 +59,7 @@ class ReadModels:
 
     def create_tables(self) -> None:
         with self.store.transaction(commit=True) as cursor:
+            self.store.lock_schema(cursor)
             for projection in self.projections:
                 for statement in projection.schema():
                     cursor.execute(statement)
