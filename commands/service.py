@@ -123,7 +123,7 @@ class CrmApplication(EventStoreApplication):
     def __init__(
         self,
         *args: Any,
-        on_saved: Callable[[int], None] | None = None,
+        on_saved: Callable[[int, list[Aggregate]], None] | None = None,
         open_deals_in_stage: OpenDealsInStage = no_read_models,
         **kw: Any,
     ):
@@ -489,7 +489,7 @@ class CrmApplication(EventStoreApplication):
                 continue
             position = max(r.notification.id for r in recordings)
             if self.on_saved is not None:
-                self.on_saved(position)
+                self.on_saved(position, decision.changed)
             return Accepted(
                 record_type,
                 decision.record.id,

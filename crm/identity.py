@@ -8,6 +8,7 @@ organization must exist here. Both APIs depend on :data:`CurrentActor`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -42,17 +43,35 @@ class Actor:
 
 
 class Authenticator:
-    """Resolves a bearer credential to the actor it stands for."""
+    """Resolves a bearer credential to the actor it stands for.
+
+    A resolved API token is remembered for ``CACHE_SECONDS`` (keyed by its hash), and
+    forgotten at once when this process changes any token, member or organization; another
+    process's revocation takes effect within that time."""
+
+    CACHE_SECONDS = 1.0
 
     def __init__(self, app: CrmApplication, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self._cache: dict[str, tuple[float, Actor]] = {}
+
+    def forget(self) -> None:
+        """Drop every remembered actor (identity data changed)."""
+        self._cache.clear()
 
     def actor_for(self, credential: str | None) -> Actor:
         if not credential:
             raise Unauthenticated("Send a bearer token: Authorization: Bearer <token>.")
         if credential.startswith(TOKEN_PREFIX):
-            return self._from_api_token(credential)
+            key = secret_hash(credential)
+            cached = self._cache.get(key)
+            now = time.monotonic()
+            if cached is not None and now - cached[0] < self.CACHE_SECONDS:
+                return cached[1]
+            actor = self._from_api_token(credential)
+            self._cache[key] = (now, actor)
+            return actor
         if self.settings.jwt_key and self.settings.jwt_issuer:
             return self._from_jwt(credential)
         raise Unauthenticated("The bearer token is not valid.")

@@ -6,6 +6,11 @@ import threading
 import time
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
+
+from aggregates.api_token import ApiToken
+from aggregates.membership import Membership
+from aggregates.organization import Organization
 from commands.errors import ReadModelsBehind
 from commands.service import CrmApplication
 from crm.bootstrap import first_run
@@ -24,6 +29,9 @@ from projections.read_models import ReadModels
 from projections.worker import TRACKING_NAME, ProjectionWorker
 from read_api.dependencies import ReadSide
 
+LIVE_CHECK_SECONDS = 1.0
+IDENTITY_RECORDS = (ApiToken, Membership, Organization)
+
 
 class Service:
     """Builds every part from the settings; :meth:`start` and :meth:`stop` its threads."""
@@ -34,6 +42,7 @@ class Service:
         self.generations = Generations(location)
         self._stores: dict[int, ReadModelStore] = {1: self.generations.registry_store}
         self._sides: dict[int, ReadSide] = {}
+        self._live, self._live_checked_at = 1, -LIVE_CHECK_SECONDS
         ReadModels(self.read_store).create_tables()
         self.worker: ProjectionWorker | None = None
         self.commands = CrmApplication(
@@ -46,16 +55,21 @@ class Service:
                 batch_size=settings.projection_batch_size,
                 follow_live=self.generations,
             )
-        self.first_run_token = first_run(self.commands, settings.data_dir)
         self.authenticator = Authenticator(self.commands, settings)
+        self.first_run_token = first_run(self.commands, settings.data_dir)
         self.history = RecordHistory(self.commands)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     @property
     def read_store(self) -> ReadModelStore:
-        """The live generation's read models."""
-        live = self.generations.live().number
+        """The live generation's read models (the registry is read at most once a second:
+        both generations are complete when a rebuild switches them)."""
+        now = time.monotonic()
+        if now - self._live_checked_at > LIVE_CHECK_SECONDS:
+            self._live = self.generations.live().number
+            self._live_checked_at = now
+        live = self._live
         if live not in self._stores:
             self._stores[live] = ReadModelStore(self.location, live)
         return self._stores[live]
@@ -101,6 +115,9 @@ class Service:
             store.close()
 
     def read_position(self) -> int:
+        worker = self.worker
+        if worker is not None and worker.store.generation == self.read_store.generation:
+            return worker.last_position  # kept in memory by the in-process worker
         return self.read_store.position(TRACKING_NAME)
 
     def head_position(self) -> int:
@@ -126,9 +143,11 @@ class Service:
             raise ReadModelsBehind()
         return open_deal_ids(self.read_store, organization_id, pipeline_id, stage_id)
 
-    def _on_saved(self, position: int) -> None:
+    def _on_saved(self, position: int, changed: list[Aggregate]) -> None:
         if self.worker is not None:
             self.worker.wakeup.set()
+        if any(isinstance(record, IDENTITY_RECORDS) for record in changed):
+            self.authenticator.forget()
 
 
 def follow_store(settings: Settings, stop: threading.Event) -> None:

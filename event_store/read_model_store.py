@@ -106,7 +106,6 @@ class ReadModelStore:
                 password=pg.password,
                 pool_size=location.pool_size,
                 max_overflow=location.pool_size,
-                pre_ping=True,
                 schema=schema,
             )
             # Our SQL names tables without a schema: each connection searches its generation.

@@ -16,6 +16,7 @@ from projections.units import micros, money_e4
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
 STAGE_VISITS_TABLE = "rm_stage_visits"
+PIPELINE_TOTALS_TABLE = "rm_pipeline_totals"  # the same without the close date: no-period reads
 PIPELINE_VALUE_KEY = (
     "organization_id",
     "pipeline_id",
@@ -83,6 +84,8 @@ class DealsProjection(RowProjection):
         "CREATE INDEX IF NOT EXISTS rm_deals_closed "
         "ON rm_deals (organization_id, status, closed_at_us)",
         "CREATE INDEX IF NOT EXISTS rm_deals_by_client ON rm_deals (organization_id, client_id)",
+        "CREATE INDEX IF NOT EXISTS rm_deals_closed_by_owner "
+        "ON rm_deals (organization_id, owner_id, status, closed_at_us, opened_at_us)",
     )
 
     def schema(self) -> list[str]:
@@ -95,6 +98,11 @@ class DealsProjection(RowProjection):
             "deals BIGINT NOT NULL, value_e4 NUMERIC(38) NOT NULL, "
             "weighted_e6 NUMERIC(38) NOT NULL, "
             f"PRIMARY KEY ({key}))",
+            f"CREATE TABLE IF NOT EXISTS {PIPELINE_TOTALS_TABLE} ("
+            "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, owner_key TEXT NOT NULL, "
+            "stage TEXT NOT NULL, currency TEXT NOT NULL, deals BIGINT NOT NULL, "
+            "value_e4 NUMERIC(38) NOT NULL, weighted_e6 NUMERIC(38) NOT NULL, "
+            f"PRIMARY KEY ({', '.join(PIPELINE_VALUE_KEY[:-1])}))",
             f"CREATE TABLE IF NOT EXISTS {STAGE_VISITS_TABLE} ("
             "id TEXT NOT NULL, visit_no INTEGER NOT NULL, organization_id TEXT NOT NULL, "
             "pipeline_id TEXT NOT NULL, stage TEXT NOT NULL, from_stage TEXT, owner_id TEXT, "
@@ -336,14 +344,32 @@ class DealsProjection(RowProjection):
         ]
         if not changed:
             return
-        key = ", ".join(PIPELINE_VALUE_KEY)
-        cursor.executemany(
-            f"INSERT INTO {PIPELINE_VALUE_TABLE} ({key}, deals, value_e4, weighted_e6) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            f"ON CONFLICT ({key}) DO UPDATE SET "
-            f"deals = {PIPELINE_VALUE_TABLE}.deals + excluded.deals, "
-            f"value_e4 = {PIPELINE_VALUE_TABLE}.value_e4 + excluded.value_e4, "
-            f"weighted_e6 = {PIPELINE_VALUE_TABLE}.weighted_e6 + excluded.weighted_e6",
-            changed,
+        totals: dict[tuple[Any, ...], list[int]] = {}
+        for k in sorted(deltas):
+            total = totals.setdefault(k[:-1], [0, 0, 0])  # the key without the close date
+            total[0] += deltas[k]
+            total[1] += values[k]
+            total[2] += weighted[k]
+        add_to_summary(cursor, PIPELINE_VALUE_TABLE, PIPELINE_VALUE_KEY, changed)
+        add_to_summary(
+            cursor,
+            PIPELINE_TOTALS_TABLE,
+            PIPELINE_VALUE_KEY[:-1],
+            [(*key, *sums) for key, sums in sorted(totals.items())],
         )
-        cursor.execute(f"DELETE FROM {PIPELINE_VALUE_TABLE} WHERE deals = 0")
+
+
+def add_to_summary(
+    cursor: SqlCursor, table: str, key_columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """Add (key…, deals, value_e4, weighted_e6) deltas to a summary; drop emptied rows."""
+    key = ", ".join(key_columns)
+    marks = ", ".join("?" * (len(key_columns) + 3))
+    cursor.executemany(
+        f"INSERT INTO {table} ({key}, deals, value_e4, weighted_e6) VALUES ({marks}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET deals = {table}.deals + excluded.deals, "
+        f"value_e4 = {table}.value_e4 + excluded.value_e4, "
+        f"weighted_e6 = {table}.weighted_e6 + excluded.weighted_e6",
+        rows,
+    )
+    cursor.execute(f"DELETE FROM {table} WHERE deals = 0")

@@ -55,6 +55,7 @@ class ProjectionWorker:
         self.wakeup = threading.Event()
         self._progress = threading.Condition()
         self._stores: dict[int, ReadModelStore] = {}
+        self.last_position = 0
         self.use(store)
 
     def use(self, store: ReadModelStore) -> None:
@@ -63,6 +64,7 @@ class ProjectionWorker:
         self.store = store
         self.read_models = ReadModels(store)
         self.read_models.create_tables()
+        self.last_position = store.position(self.tracking_name)
 
     def follow_live_generation(self) -> None:
         if self.follow_live is None:
@@ -92,6 +94,7 @@ class ProjectionWorker:
         with self.store.transaction(commit=True) as cursor:
             self.store.insert_tracking(cursor, Tracking(self.tracking_name, last))
             self.read_models.apply(cursor, domain_events)
+        self.last_position = last
         with self._progress:
             self._progress.notify_all()
         return BatchResult(len(notifications), len(domain_events), last)
@@ -135,7 +138,7 @@ class ProjectionWorker:
         """Block until the read models include ``position`` or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         with self._progress:
-            while self.position < position:
+            while self.last_position < position:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
