@@ -5,17 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv || {
-        if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null; then
-            export DEBIAN_FRONTEND=noninteractive
-            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-            rm -rf .venv && python3 -m venv .venv
-        else
-            echo "serve.sh: python3 -m venv failed; install python3-venv" >&2
-            exit 1
-        fi
-    }
-fi
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+ensure_venv
 .venv/bin/pip install -q --disable-pip-version-check -e .
 exec .venv/bin/crm serve "$@"

@@ -22,25 +22,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # --- Python environment --------------------------------------------------------
-if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
-    log "creating .venv"
-    rm -rf .venv
-    if ! python3 -m venv .venv 2>/dev/null; then
-        # Debian's python3 has no ensurepip/venv without python3-venv.
-        rm -rf .venv
-        if [ "$EUID" -eq 0 ] && command -v apt-get >/dev/null; then
-            log "installing python3-venv with apt-get"
-            export DEBIAN_FRONTEND=noninteractive
-            apt-get update -qq
-            apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 \
-                -o DPkg::Lock::Timeout=300 python3 python3-venv >/dev/null
-            python3 -m venv .venv
-        else
-            log "error: 'python3 -m venv' failed; install python3 and python3-venv"
-            exit 1
-        fi
-    fi
-fi
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+ensure_venv
 log "installing the project and its dev dependencies into .venv"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 
