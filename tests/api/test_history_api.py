@@ -189,4 +189,4 @@ def test_the_id_of_an_email_claim_is_not_a_contact(api: TestClient) -> None:
 def test_a_record_id_that_is_not_a_uuid_is_refused_naming_it(api: TestClient) -> None:
     response = api.get("/deals/not-a-uuid/history")
 
-    assert invalid_parameters(response) == {"path.record_id"}
+    assert invalid_parameters(response) == {"record_id"}

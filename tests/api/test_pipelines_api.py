@@ -420,7 +420,7 @@ def test_invalid_exchange_rates_are_refused_field_by_field(api: TestClient) -> N
     assert invalid_fields(base) == {"currency"}
     assert "EUR is the base currency" in problem(base, 422)["detail"]
     assert invalid_fields(zero) == {"rate_to_base"}
-    assert invalid_fields(not_a_currency) == {"path.currency"}
+    assert invalid_fields(not_a_currency) == {"currency"}
     assert invalid_fields(no_date) == {"effective_from"}
     assert head_position(api) == before
 
