@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         app.state.commands = service.commands
         app.state.read_sides = service
+        app.state.read_wait_seconds = settings.read_wait_seconds
         app.state.authenticator = service.authenticator
         if service.first_run_token is not None:
             announce_first_run(settings, service.first_run_token)

@@ -43,8 +43,8 @@ class Service:
         self._stores: dict[int, ReadModelStore] = {1: self.generations.registry_store}
         self._sides: dict[int, ReadSide] = {}
         self._live, self._live_checked_at = 1, -LIVE_CHECK_SECONDS
-        ReadModels(self.read_store).create_tables()
         self.worker: ProjectionWorker | None = None
+        ReadModels(self.read_store).create_tables()
         self.commands = CrmApplication(
             location, on_saved=self._on_saved, open_deals_in_stage=self.open_deals_in_stage
         )
@@ -65,6 +65,8 @@ class Service:
     def read_store(self) -> ReadModelStore:
         """The live generation's read models (the registry is read at most once a second:
         both generations are complete when a rebuild switches them)."""
+        if self.worker is not None:
+            return self.worker.store  # the worker moves to a new generation between batches
         now = time.monotonic()
         if now - self._live_checked_at > LIVE_CHECK_SECONDS:
             self._live = self.generations.live().number

@@ -38,6 +38,14 @@ class ReadSides(Protocol):
         """The read side over the generation of read models that is live now."""
         ...
 
+    def wait_for_position(self, position: int, timeout: float) -> bool:
+        """Wait (bounded) until the live read models include ``position``."""
+        ...
+
+    def read_position(self) -> int:
+        """The position the live read models include."""
+        ...
+
 
 def read_side(request: Request) -> ReadSide:
     sides: ReadSides = request.app.state.read_sides
@@ -48,7 +56,7 @@ Reads = Annotated[ReadSide, Depends(read_side)]
 
 
 def consistent_read(
-    reads: Reads,
+    request: Request,
     response: Response,
     min_position: Annotated[
         int | None,
@@ -60,9 +68,12 @@ def consistent_read(
         ),
     ] = None,
 ) -> None:
+    """Wait before the read side is chosen: a rebuild may switch generations meanwhile, and
+    the read must come from the generation that includes the position."""
+    sides: ReadSides = request.app.state.read_sides
     if min_position is not None:
-        reads.wait_for_position(min_position, reads.max_wait_seconds)
-    response.headers["X-Read-Position"] = str(reads.read_position())
+        sides.wait_for_position(min_position, request.app.state.read_wait_seconds)
+    response.headers["X-Read-Position"] = str(sides.read_position())
 
 
 ConsistentRead = Depends(consistent_read)
