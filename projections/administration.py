@@ -12,7 +12,7 @@ from aggregates.api_token import ApiToken
 from aggregates.membership import Membership
 from aggregates.organization import Organization
 from event_store.read_model_store import ReadModelStore
-from projections.row_projection import RowDict, RowProjection, common_columns
+from projections.row_projection import ChangesProjection, RowDict, RowProjection, common_columns
 from projections.units import micros
 
 BOOKKEEPING_TYPES: dict[str, str] = {
@@ -22,7 +22,8 @@ BOOKKEEPING_TYPES: dict[str, str] = {
 }
 
 
-class OrganizationsProjection(RowProjection):
+class OrganizationsProjection(ChangesProjection):
+    created_by = Organization.OrganizationCreated
     table = "rm_organizations"
     columns = (
         "id",
@@ -46,11 +47,6 @@ class OrganizationsProjection(RowProjection):
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Organization.Event)
-
-    def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
-        if row is None and not isinstance(event, Organization.OrganizationCreated):
-            return None
-        return {**(row or {}), **self.changes(event, row or {}), **common_columns(event)}
 
     @singledispatchmethod
     def changes(self, event: Any, row: RowDict) -> RowDict:
@@ -77,7 +73,8 @@ class OrganizationsProjection(RowProjection):
         return changes
 
 
-class MembersProjection(RowProjection):
+class MembersProjection(ChangesProjection):
+    created_by = Membership.MemberAdded
     table = "rm_members"
     columns = (
         "id",
@@ -103,17 +100,12 @@ class MembersProjection(RowProjection):
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Membership.Event)
 
-    def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
-        if row is None and not isinstance(event, Membership.MemberAdded):
-            return None
-        return {**(row or {}), **self.changes(event), **common_columns(event)}
-
     @singledispatchmethod
-    def changes(self, event: Any) -> RowDict:
+    def changes(self, event: Any, row: RowDict) -> RowDict:
         return {}
 
     @changes.register
-    def _(self, event: Membership.MemberAdded) -> RowDict:
+    def _(self, event: Membership.MemberAdded, row: RowDict) -> RowDict:
         return {
             "id": str(event.originator_id),
             "organization_id": str(event.context.organization_id),
@@ -125,15 +117,15 @@ class MembersProjection(RowProjection):
         }
 
     @changes.register
-    def _(self, event: Membership.RoleChanged) -> RowDict:
+    def _(self, event: Membership.RoleChanged, row: RowDict) -> RowDict:
         return {"role": event.to_role}
 
     @changes.register
-    def _(self, event: Membership.MemberRemoved) -> RowDict:
+    def _(self, event: Membership.MemberRemoved, row: RowDict) -> RowDict:
         return {"removed": 1}
 
     @changes.register
-    def _(self, event: Membership.MemberReadded) -> RowDict:
+    def _(self, event: Membership.MemberReadded, row: RowDict) -> RowDict:
         return {"role": event.role, "removed": 0}
 
 

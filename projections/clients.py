@@ -9,11 +9,12 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.client import Client
-from projections.row_projection import RowDict, RowProjection, common_columns
+from projections.row_projection import ChangesProjection, RowDict
 from projections.units import micros
 
 
-class ClientsProjection(RowProjection):
+class ClientsProjection(ChangesProjection):
+    created_by = Client.ClientRegistered
     table = "rm_clients"
     columns = (
         "id",
@@ -48,11 +49,6 @@ class ClientsProjection(RowProjection):
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Client.Event)
-
-    def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
-        if row is None and not isinstance(event, Client.ClientRegistered):
-            return None
-        return {**(row or {}), **self.changes(event, row or {}), **common_columns(event)}
 
     @singledispatchmethod
     def changes(self, event: Any, row: RowDict) -> RowDict:

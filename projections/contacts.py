@@ -9,13 +9,14 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.contact import Contact
-from projections.row_projection import RowDict, RowProjection, common_columns
+from projections.row_projection import ChangesProjection, RowDict
 from projections.units import micros
 
 CONTACT_COLUMNS_CHANGED = frozenset({"first_name", "last_name", "email"})
 
 
-class ContactsProjection(RowProjection):
+class ContactsProjection(ChangesProjection):
+    created_by = Contact.ContactCreated
     table = "rm_contacts"
     columns = (
         "id",
@@ -52,11 +53,6 @@ class ContactsProjection(RowProjection):
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Contact.Event)
-
-    def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
-        if row is None and not isinstance(event, Contact.ContactCreated):
-            return None
-        return {**(row or {}), **self.changes(event, row or {}), **common_columns(event)}
 
     @singledispatchmethod
     def changes(self, event: Any, row: RowDict) -> RowDict:

@@ -11,7 +11,11 @@ from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.deal import Deal, DealStatus
 from event_store.read_model_store import SqlCursor
-from projections.row_projection import FOREVER_US, RowDict, RowProjection, common_columns
+from projections.row_projection import (
+    FOREVER_US,
+    ChangesProjection,
+    RowDict,
+)
 from projections.units import micros, money_e4
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
@@ -27,7 +31,8 @@ PIPELINE_VALUE_KEY = (
 )
 
 
-class DealsProjection(RowProjection):
+class DealsProjection(ChangesProjection):
+    created_by = Deal.DealOpened
     table = "rm_deals"
     columns = (
         "id",
@@ -114,12 +119,6 @@ class DealsProjection(RowProjection):
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)
-
-    def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
-        changes = self.changes(event, row or {})
-        if row is None and not isinstance(event, Deal.DealOpened):
-            return None  # not seen its opening: cannot happen in an ordered log
-        return {**(row or {}), **changes, **common_columns(event)}
 
     @singledispatchmethod
     def changes(self, event: Any, row: RowDict) -> RowDict:

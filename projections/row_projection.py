@@ -177,6 +177,21 @@ class RowProjection(ABC):
         ]
 
 
+class ChangesProjection(RowProjection):
+    """A row created by one event type and changed by the columns each later event sets."""
+
+    created_by: ClassVar[type[Any]]
+
+    def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
+        if row is None and not isinstance(event, self.created_by):
+            return None  # events before the record's creation: cannot happen in an ordered log
+        return {**(row or {}), **self.changes(event, row or {}), **common_columns(event)}
+
+    def changes(self, event: Any, row: RowDict) -> RowDict:
+        """The columns the event sets, given the row before it."""
+        return {}
+
+
 def common_columns(event: Any) -> RowDict:
     """The bookkeeping every record row carries from its latest event."""
     return {
