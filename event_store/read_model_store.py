@@ -9,6 +9,7 @@ it reflects commit in one transaction.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -58,6 +59,31 @@ class SqlCursor:
         if rows:
             self._raw.executemany(self._sql(statement), [tuple(row) for row in rows])
 
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str = ""
+    ) -> None:
+        """``INSERT INTO table (columns) VALUES … tail`` for every row.
+
+        On PostgreSQL the rows are COPYed into a temporary staging table and inserted from it
+        in one statement: row by row, a catch-up spends most of its time sending statements.
+        Rows of one call must not repeat a conflict key when ``tail`` updates on conflict."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        if self.dialect == "sqlite":
+            marks = ", ".join("?" * len(columns))
+            self.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}", rows)
+            return
+        raw: Any = self._raw
+        staging = _staging_table(raw.connection, table)
+        with raw.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        self._raw.execute(
+            _for_psycopg(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} {tail}")
+        )
+        self._raw.execute(f"TRUNCATE {staging}")
+
     def fetchall(self) -> list[Row]:
         return list(self._raw.fetchall())
 
@@ -68,6 +94,28 @@ class SqlCursor:
     @property
     def raw(self) -> Any:
         return self._raw
+
+
+_staged: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _staging_table(connection: Any, table: str) -> str:
+    """The connection's temporary table shaped like ``table`` (no constraints), made once."""
+    staging = f"staging_{table}"
+    made = _staged.setdefault(connection, set())
+    if table not in made:
+        connection.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} "
+            f"ON COMMIT DELETE ROWS AS SELECT * FROM {table} WITH NO DATA"
+        )
+        made.add(table)
+    return staging
+
+
+def forget_staging_tables(connection: Any) -> None:
+    """A rolled-back transaction took the staging tables it made with it."""
+    if connection is not None:
+        _staged.pop(connection, None)
 
 
 def generation_schema(generation: int) -> str:
@@ -125,8 +173,16 @@ class ReadModelStore:
             with self._sqlite.transaction(commit=commit) as sqlite_cursor:
                 yield SqlCursor(sqlite_cursor, "sqlite")
         else:
-            with self._postgres.transaction(commit=commit) as pg_cursor:
-                yield SqlCursor(pg_cursor, "postgres")
+            connection = None
+            try:
+                with self._postgres.transaction(commit=commit) as pg_cursor:
+                    connection = pg_cursor.connection
+                    yield SqlCursor(pg_cursor, "postgres")
+            except BaseException:
+                forget_staging_tables(connection)
+                raise
+            if not commit:
+                forget_staging_tables(connection)
 
     def insert_tracking(self, cursor: SqlCursor, tracking: Tracking) -> None:
         """Record a position in the transaction of ``cursor``; refuses to go backwards."""

@@ -48,13 +48,9 @@ class AuditProjection:
 
     def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
         rows = [self.row(event) for event in events if isinstance(event, CrmAggregate.Event)]
-        if rows:
-            cursor.executemany(
-                f"INSERT INTO {AUDIT_TABLE} ({', '.join(AUDIT_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))}) "
-                "ON CONFLICT (record_id, version) DO NOTHING",
-                rows,
-            )
+        cursor.insert_rows(
+            AUDIT_TABLE, AUDIT_COLUMNS, rows, "ON CONFLICT (record_id, version) DO NOTHING"
+        )
 
     @staticmethod
     def row(event: Any) -> list[Any]:

@@ -20,6 +20,10 @@ from projections.units import micros, money_e4
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
 STAGE_VISITS_TABLE = "rm_stage_visits"
+STAGE_VISIT_COLUMNS = (
+    "id", "visit_no", "organization_id", "pipeline_id", "stage", "from_stage", "owner_id",
+    "entered_at_us", "left_at_us",
+)  # fmt: skip
 PIPELINE_TOTALS_TABLE = "rm_pipeline_totals"  # the same without the close date: no-period reads
 PIPELINE_VALUE_KEY = (
     "organization_id",
@@ -286,11 +290,11 @@ class DealsProjection(ChangesProjection):
             f"UPDATE {STAGE_VISITS_TABLE} SET left_at_us = ? WHERE id = ? AND visit_no = ?",
             closed_earlier,
         )
-        cursor.executemany(
-            f"INSERT INTO {STAGE_VISITS_TABLE} (id, visit_no, organization_id, pipeline_id, "
-            "stage, from_stage, owner_id, entered_at_us, left_at_us) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, visit_no) DO NOTHING",
+        cursor.insert_rows(
+            STAGE_VISITS_TABLE,
+            STAGE_VISIT_COLUMNS,
             list(opened.values()),
+            "ON CONFLICT (id, visit_no) DO NOTHING",
         )
 
     def _visit_numbers(
@@ -363,12 +367,12 @@ def add_to_summary(
 ) -> None:
     """Add (key…, deals, value_e4, weighted_e6) deltas to a summary; drop emptied rows."""
     key = ", ".join(key_columns)
-    marks = ", ".join("?" * (len(key_columns) + 3))
-    cursor.executemany(
-        f"INSERT INTO {table} ({key}, deals, value_e4, weighted_e6) VALUES ({marks}) "
+    cursor.insert_rows(
+        table,
+        (*key_columns, "deals", "value_e4", "weighted_e6"),
+        rows,
         f"ON CONFLICT ({key}) DO UPDATE SET deals = {table}.deals + excluded.deals, "
         f"value_e4 = {table}.value_e4 + excluded.value_e4, "
         f"weighted_e6 = {table}.weighted_e6 + excluded.weighted_e6",
-        rows,
     )
     cursor.execute(f"DELETE FROM {table} WHERE deals = 0")

@@ -144,16 +144,19 @@ class ExchangeRatesProjection:
         ]
 
     def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
-        rows = [
-            self.row(event) for event in events if isinstance(event, ExchangeRates.ExchangeRateSet)
-        ]
+        latest: dict[str, list[Any]] = {}  # a rate set twice in one batch: its last setting
+        for event in events:
+            if isinstance(event, ExchangeRates.ExchangeRateSet):
+                row = self.row(event)
+                latest[row[0]] = row
+        rows = list(latest.values())
         updates = ", ".join(f"{c} = excluded.{c}" for c in EXCHANGE_RATE_COLUMNS if c != "id")
-        cursor.executemany(
-            f"INSERT INTO {EXCHANGE_RATES_TABLE} ({', '.join(EXCHANGE_RATE_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(EXCHANGE_RATE_COLUMNS))}) "
+        cursor.insert_rows(
+            EXCHANGE_RATES_TABLE,
+            EXCHANGE_RATE_COLUMNS,
+            rows,
             f"ON CONFLICT (id) DO UPDATE SET {updates} "
             f"WHERE {EXCHANGE_RATES_TABLE}.version < excluded.version",
-            rows,
         )
 
     @staticmethod

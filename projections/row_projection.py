@@ -120,15 +120,14 @@ class RowProjection(ABC):
             f"UPDATE {self.history_table} SET valid_to_us = ? WHERE id = ? AND version = ?",
             closed,
         )
-        names = ", ".join(self.columns)
-        marks = ", ".join("?" * (len(self.columns) + 2))
-        cursor.executemany(
-            f"INSERT INTO {self.history_table} ({names}, valid_from_us, valid_to_us) "
-            f"VALUES ({marks}) ON CONFLICT (id, version) DO NOTHING",
+        cursor.insert_rows(
+            self.history_table,
+            (*self.columns, "valid_from_us", "valid_to_us"),
             [
                 [*self.encode(version), version["updated_at_us"], until]
                 for version, until in zip(versions, valid_to, strict=True)
             ],
+            "ON CONFLICT (id, version) DO NOTHING",
         )
 
     def load_as_of(
@@ -155,13 +154,12 @@ class RowProjection(ABC):
         return found
 
     def write(self, cursor: SqlCursor, rows: Iterable[RowDict]) -> None:
-        names = ", ".join(self.columns)
-        marks = ", ".join("?" * len(self.columns))
         updates = ", ".join(f"{c} = excluded.{c}" for c in self.columns if c != "id")
-        cursor.executemany(
-            f"INSERT INTO {self.table} ({names}) VALUES ({marks}) "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}",
+        cursor.insert_rows(
+            self.table,
+            self.columns,
             [self.encode(row) for row in rows],
+            f"ON CONFLICT (id) DO UPDATE SET {updates}",
         )
 
     def decode(self, row: Any) -> RowDict:

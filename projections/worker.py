@@ -12,8 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from uuid import UUID
 
+from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from event_store.application import EventStoreApplication
@@ -25,6 +28,14 @@ log = logging.getLogger(__name__)
 
 TRACKING_NAME = "read_models"
 IDLE_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    start: int
+    last: int
+    notifications: int
+    events: list[DomainEventProtocol[UUID]]
 
 
 @dataclass(frozen=True)
@@ -83,21 +94,31 @@ class ProjectionWorker:
         """Apply the next batch after the tracked position; 0 notifications when caught up."""
         self.follow_live_generation()
         start = self.position
+        return self.apply(self.read_batch(start))
+
+    def read_batch(self, start: int) -> Batch:
+        """The notifications after ``start`` and the projected events among them, decoded."""
         notifications = self.events.recorder.select_notifications(
             start=start, limit=self.batch_size, inclusive_of_start=False
         )
-        if not notifications:
-            return BatchResult(0, 0, start)
         to_event = self.events.mapper.to_domain_event
-        domain_events = [to_event(n) for n in notifications if ReadModels.is_projected(n.topic)]
-        last = notifications[-1].id
-        with self.store.transaction(commit=True) as cursor:
-            self.store.insert_tracking(cursor, Tracking(self.tracking_name, last))
-            self.read_models.apply(cursor, domain_events)
-        self.last_position = last
-        with self._progress:
-            self._progress.notify_all()
-        return BatchResult(len(notifications), len(domain_events), last)
+        return Batch(
+            start,
+            notifications[-1].id if notifications else start,
+            len(notifications),
+            [to_event(n) for n in notifications if ReadModels.is_projected(n.topic)],
+        )
+
+    def apply(self, batch: Batch) -> BatchResult:
+        """Fold a batch read after the tracked position into the read models, exactly once."""
+        if batch.notifications:
+            with self.store.transaction(commit=True) as cursor:
+                self.store.insert_tracking(cursor, Tracking(self.tracking_name, batch.last))
+                self.read_models.apply(cursor, batch.events)
+            self.last_position = batch.last
+            with self._progress:
+                self._progress.notify_all()
+        return BatchResult(batch.notifications, len(batch.events), batch.last)
 
     def reset(self) -> None:
         """Empty every read model and forget the position, in one transaction."""
@@ -106,16 +127,29 @@ class ProjectionWorker:
             self.store.forget_position(cursor, self.tracking_name)
 
     def catch_up(self, on_batch: Callable[[BatchResult], None] | None = None) -> int:
-        """Process batches until the log's head as it was when called; return events seen."""
+        """Process batches until the log's head as it was when called; return events seen.
+
+        The next batch is read and decoded in a second thread while this one is written:
+        the database works on one while Python works on the other."""
+        self.follow_live_generation()
         head = self.events.head_position()
         seen = 0
-        while self.position < head:
-            result = self.process_batch()
-            if result.notifications == 0:
-                break
-            seen += result.notifications
-            if on_batch is not None:
-                on_batch(result)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
+            start = self.position
+            upcoming = reader.submit(self.read_batch, start)
+            while start < head:
+                batch = upcoming.result()
+                if batch.notifications == 0:
+                    break
+                upcoming = reader.submit(self.read_batch, batch.last)
+                result = self.apply(batch)
+                seen += result.notifications
+                if on_batch is not None:
+                    on_batch(result)
+                start = self.position
+                if start != batch.last:  # another worker moved on: read from where it stopped
+                    upcoming.cancel()
+                    upcoming = reader.submit(self.read_batch, start)
         return seen
 
     def run(self, stop: threading.Event) -> None:
