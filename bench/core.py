@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,8 +48,8 @@ from loadgen import (
 )
 from pgbaseline import run_pgbench
 from reads import CASES, HEALTH, http_latency, in_process_latency
+from report import Report, Row, log, verdict
 from rich.console import Console
-from rich.table import Table
 
 from commands.service import CrmApplication
 from event_store.location import StoreLocation
@@ -60,7 +60,6 @@ BENCH = Path(__file__).resolve().parent
 COMMANDS_TARGET = 500.0  # commands/s at 16 clients
 CATCH_UP_TARGET = 10_000.0  # events/s
 READ_P99_TARGET_MS = 20.0
-log = Console(stderr=True, highlight=False)
 
 
 @dataclass(frozen=True)
@@ -82,73 +81,6 @@ class Sizes:
     @classmethod
     def quick(cls) -> Sizes:
         return cls(1.5, 16, 10_000, 20_000, 25, 3, (500, 1000, 5000), 16, 0.0)
-
-
-@dataclass
-class Row:
-    area: str
-    what: str
-    result: str
-    baseline: str = ""
-    ratio: str = ""
-    target: str = ""
-    verdict: str = ""
-    notes: str = ""
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
-        log.print(
-            f"  [dim]{row.area}[/] {row.what}: [bold]{row.result}[/] {row.ratio} {row.verdict}"
-        )
-
-    COLUMNS = (
-        "area",
-        "benchmark",
-        "result",
-        "baseline (same run)",
-        "ratio",
-        "target",
-        "verdict",
-        "notes",
-    )
-
-    def table(self, title: str) -> Table:
-        table = Table(title=title, show_lines=True, expand=False)
-        for name in self.COLUMNS:
-            table.add_column(name, overflow="fold")
-        for row in self.rows:
-            style = {"met": "green", "MISSED": "bold red"}.get(row.verdict, "")
-            verdict = f"[{style}]{row.verdict}[/]" if style else row.verdict
-            table.add_row(
-                row.area,
-                row.what,
-                row.result,
-                row.baseline,
-                row.ratio,
-                row.target,
-                verdict,
-                row.notes,
-            )
-        return table
-
-    def markdown(self) -> str:
-        def cell(text: str) -> str:
-            return text.replace("|", "\\|").replace("\n", "<br>")
-
-        lines = ["| " + " | ".join(self.COLUMNS) + " |", "|" + "---|" * len(self.COLUMNS)]
-        for r in self.rows:
-            values = (r.area, r.what, r.result, r.baseline, r.ratio, r.target, r.verdict, r.notes)
-            lines.append("| " + " | ".join(cell(v) for v in values) + " |")
-        return "\n".join(lines) + "\n"
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 @dataclass

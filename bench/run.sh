@@ -5,13 +5,14 @@
 #   bench/run.sh --quick    # small sizes, a smoke run (< 1 minute)
 #   bench/run.sh --rev HEAD  # the code of a commit (exported to a temp dir), not the work tree
 #   bench/run.sh --only reads --wait-quiet 300    # any other option goes to bench/core.py
+#   bench/run.sh --suite analytics   # bench/analytics_bench.py instead (bench/analytics.sh)
 #
 # - uses the repository's .venv, creating it and installing the project (like
 #   scripts/test.sh) when it is missing or pyproject.toml changed since;
 # - starts a throwaway PostgreSQL cluster (scripts/pg-cluster.sh, loopback only, fsync on)
 #   in a fresh temporary directory, and always stops and deletes it on exit;
-# - runs bench/core.py, which prints one table of figures, each beside a baseline measured in
-#   the same run, and writes it as markdown to bench/results/core-<timestamp>.md.
+# - runs bench/core.py (or the --suite's script), which prints one table of figures, each beside a baseline measured in
+#   the same run, and writes it as markdown to bench/results/<suite>-<timestamp>.md.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,9 +38,17 @@ fi
 # temporary directory that goes first on PYTHONPATH (for this process and `crm serve`); the
 # benchmarks themselves always come from this bench/.
 REV=''
+SUITE=bench/core.py
 ARGS=()
 while [ $# -gt 0 ]; do
     case $1 in
+        --suite) [ $# -ge 2 ] || { log "error: --suite needs core or analytics"; exit 2; }
+            case $2 in
+                core) SUITE=bench/core.py ;;
+                analytics) SUITE=bench/analytics_bench.py ;;
+                *) log "error: unknown suite $2 (core or analytics)"; exit 2 ;;
+            esac
+            shift 2 ;;
         --rev) [ $# -ge 2 ] || { log "error: --rev needs a commit"; exit 2; }; REV=$2; shift 2 ;;
         --rev=*) REV=${1#--rev=}; shift ;;
         *) ARGS+=("$1"); shift ;;
@@ -81,4 +90,4 @@ if [ -n "$REV" ]; then
 fi
 
 # --- Benchmarks -----------------------------------------------------------------------------
-.venv/bin/python bench/core.py --pg-url "$CRM_TEST_POSTGRES_URL" ${ARGS[@]+"${ARGS[@]}"}
+.venv/bin/python "$SUITE" --pg-url "$CRM_TEST_POSTGRES_URL" ${ARGS[@]+"${ARGS[@]}"}
