@@ -238,6 +238,13 @@ def duration_stats(days: list[float]) -> DurationStats:
     )
 
 
+# The 1-based ranks the median and p90 interpolate between, from a window query's ``rn`` and
+# ``n``; integer division on both stores: the floor of the rank.
+RANKS_OF_MEDIAN_AND_P90 = (
+    "rn IN ((n - 1) / 2 + 1, (n - 1) / 2 + 2, (n - 1) * 9 / 10 + 1, (n - 1) * 9 / 10 + 2)"
+)
+
+
 def ranked_duration_stats(rows: list[Any]) -> DurationStats:
     """Stats from the rows a window query picked: count, mean and the values at the ranks
     the median and p90 interpolate between (``rn`` is 1-based)."""
@@ -490,9 +497,7 @@ class SalesAnalytics:
             "ROW_NUMBER() OVER (PARTITION BY status ORDER BY closed_at_us - opened_at_us) AS rn, "
             "COUNT(*) OVER (PARTITION BY status) AS n, "
             "AVG(closed_at_us - opened_at_us) OVER (PARTITION BY status) AS mean_us "
-            f"FROM {states.table} WHERE {states.where}) ranked "
-            "WHERE rn IN ((n - 1) / 2 + 1, (n - 1) / 2 + 2, (n - 1) * 9 / 10 + 1, "
-            "(n - 1) * 9 / 10 + 2)",  # integer division on both stores: floor of the rank
+            f"FROM {states.table} WHERE {states.where}) ranked WHERE {RANKS_OF_MEDIAN_AND_P90}",
             states.params,
         )
         by_status: dict[str, list[Any]] = defaultdict(list)
@@ -638,61 +643,91 @@ class SalesAnalytics:
 
     def time_in_stage(self, where: AnalyticsFilter) -> list[StageTime]:
         """Every visit of an open stage entered in the period; mean and median days per
-        stage; a visit not yet left counts up to ``as_of`` (or now)."""
+        stage; a visit not yet left counts up to ``as_of`` (or now). The database ranks the
+        visits' durations: only the rows a median needs leave it."""
         pipelines = self._checked(where)
         result = []
         for pipeline in self._selected(where, pipelines):
-            by_stage: dict[str, list[float]] = defaultdict(list)
-            for visit in self._visits(where, pipeline):
-                by_stage[visit.stage].append(visit.days)
+            clauses, params = self._open_stage_visits(where, pipeline)
+            until = self._visit_end_sql(where)
+            rows = self._query(
+                "SELECT stage, n, mean_us, rn, cycle_us FROM ("
+                f"SELECT stage, {until} - entered_at_us AS cycle_us, "
+                f"ROW_NUMBER() OVER (PARTITION BY stage ORDER BY {until} - entered_at_us) AS rn, "
+                "COUNT(*) OVER (PARTITION BY stage) AS n, "
+                f"AVG({until} - entered_at_us) OVER (PARTITION BY stage) AS mean_us "
+                f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)}) ranked "
+                f"WHERE {RANKS_OF_MEDIAN_AND_P90}",
+                params,
+            )
+            by_stage: dict[str, list[Any]] = defaultdict(list)
+            for row in rows:
+                by_stage[row["stage"]].append(row)
             for stage in pipeline.stages:
                 if stage.kind is not StageKind.OPEN:
                     continue
-                days = sorted(by_stage[stage.id])
+                stats = ranked_duration_stats(by_stage[stage.id])
                 result.append(
                     StageTime(
-                        pipeline.id,
-                        stage.id,
-                        len(days),
-                        math.fsum(days) / len(days) if days else None,
-                        percentile(days, 0.5) if days else None,
+                        pipeline.id, stage.id, stats.deals, stats.mean_days, stats.median_days
                     )
                 )
         return result
 
-    def visits(self, where: AnalyticsFilter) -> list[Visit]:
-        """Every visit (per deal and stage) of an open stage entered in the period."""
+    def visits(
+        self, where: AnalyticsFilter, deal_id: str | None = None, limit: int | None = None
+    ) -> list[Visit]:
+        """Every visit (per deal and stage) of an open stage entered in the period, by deal
+        and visit number; of one deal only, and at most ``limit``, if given."""
         pipelines = self._checked(where)
-        return [v for p in self._selected(where, pipelines) for v in self._visits(where, p)]
+        found: list[Visit] = []
+        for pipeline in self._selected(where, pipelines):
+            clauses, params = self._open_stage_visits(where, pipeline)
+            if deal_id is not None:
+                clauses.append("id = ?")
+                params.append(deal_id)
+            found += self._visits(where, clauses, params, limit)
+        found.sort(key=lambda visit: (visit.deal_id, visit.pipeline_id, visit.visit_no))
+        return found if limit is None else found[:limit]
 
     def rotting(self, where: AnalyticsFilter, threshold_days: dict[str, float]) -> list[Visit]:
         """Open deals whose current visit of a stage is longer than that stage's threshold."""
         pipelines = self._checked(where)
         stuck = []
         for pipeline in self._selected(where, pipelines):
-            for visit in self._visits(where, pipeline, current_only=True):
-                limit = threshold_days.get(visit.stage)
-                if limit is not None and visit.days > limit:
-                    stuck.append(visit)
+            clauses, params = self._open_stage_visits(where, pipeline)
+            clauses.append("left_at_us > ?")
+            params.append(where.as_of_us)
+            until = self._now_us(where)
+            limits = [
+                (stage.id, until - round(threshold_days[stage.id] * MICROS_PER_DAY))
+                for stage in pipeline.stages
+                if stage.kind is StageKind.OPEN and stage.id in threshold_days
+            ]
+            if not limits:
+                continue
+            clauses.append(
+                "(" + " OR ".join(["(stage = ? AND entered_at_us < ?)"] * len(limits)) + ")"
+            )
+            params += [value for limit in limits for value in limit]
+            stuck += self._visits(where, clauses, params)
         return sorted(stuck, key=lambda v: -v.days)
 
     # --- helpers -----------------------------------------------------------------------
 
     def _visits(
-        self, where: AnalyticsFilter, pipeline: Pipeline, current_only: bool = False
+        self,
+        where: AnalyticsFilter,
+        clauses: list[str],
+        params: list[Any],
+        limit: int | None = None,
     ) -> list[Visit]:
-        now_us = micros(datetime.now(UTC)) if where.as_of is None else where.as_of_us
-        clauses, params = self._visits_in_period(where, pipeline.id)
-        open_stages = [s.id for s in pipeline.stages if s.kind is StageKind.OPEN]
-        clauses.append(f"stage IN ({', '.join('?' * len(open_stages))})")
-        params += open_stages
-        if current_only:
-            clauses.append("left_at_us > ?")
-            params.append(where.as_of_us)
+        now_us = self._now_us(where)
         rows = self._query(
             "SELECT id, pipeline_id, stage, visit_no, from_stage, entered_at_us, left_at_us "
-            f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} ORDER BY id, visit_no",
-            params,
+            f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} ORDER BY id, visit_no"
+            + ("" if limit is None else " LIMIT ?"),
+            params if limit is None else [*params, limit],
         )
         visits = []
         for row in rows:
@@ -712,6 +747,26 @@ class SalesAnalytics:
                 )
             )
         return visits
+
+    @staticmethod
+    def _now_us(where: AnalyticsFilter) -> int:
+        """Where a visit not yet left ends: ``as_of``, or now."""
+        return micros(datetime.now(UTC)) if where.as_of is None else where.as_of_us
+
+    def _visit_end_sql(self, where: AnalyticsFilter) -> str:
+        """A SQL expression: the end of a visit, counting one not yet left up to as_of/now."""
+        return (
+            f"(CASE WHEN left_at_us > {int(where.as_of_us)} THEN {int(self._now_us(where))} "
+            "ELSE left_at_us END)"
+        )
+
+    def _open_stage_visits(
+        self, where: AnalyticsFilter, pipeline: Pipeline
+    ) -> tuple[list[str], list[Any]]:
+        clauses, params = self._visits_in_period(where, pipeline.id)
+        open_stages = [s.id for s in pipeline.stages if s.kind is StageKind.OPEN]
+        clauses.append(f"stage IN ({', '.join('?' * len(open_stages))})")
+        return clauses, [*params, *open_stages]
 
     def _visits_in_period(
         self, where: AnalyticsFilter, pipeline_id: str

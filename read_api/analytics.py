@@ -140,10 +140,7 @@ def stage_visits(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Visits:
     """Every visit per deal and stage (re-entries are separate visits)."""
-    visits = reads.analytics.visits(where)
-    if deal_id is not None:
-        visits = [visit for visit in visits if visit.deal_id == deal_id]
-    return Visits(visits=visits[:limit])
+    return Visits(visits=reads.analytics.visits(where, deal_id, limit))
 
 
 @router.get("/rotting")
