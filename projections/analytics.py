@@ -408,14 +408,29 @@ class SalesAnalytics:
                 )
         return result
 
-    def forecast(self, where: AnalyticsFilter) -> list[ForecastMonth]:
+    def forecast(
+        self, where: AnalyticsFilter, only_month: date | None = None
+    ) -> list[ForecastMonth]:
         """Open deals by expected close month (Σ value, Σ weighted), beside the deals won in
         each month (by close date) so far. The period filters the open deals' expected close
-        date and the won deals' close time."""
+        date and the won deals' close time; ``only_month`` (its first day) keeps that month."""
         rates = self.rates.table(where.organization_id)
         self._checked(where)
         states = DealStates(where).open_deals()
         self._expected_close_in(states, where)
+        won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
+        if only_month is not None:
+            following = (only_month + timedelta(days=32)).replace(day=1)
+            states.also(
+                "expected_close_date >= ? AND expected_close_date < ?",
+                only_month.isoformat(),
+                following.isoformat(),
+            )
+            won.also(
+                "closed_at_us >= ? AND closed_at_us < ?",
+                micros(datetime.combine(only_month, time(0), UTC)),
+                micros(datetime.combine(following, time(0), UTC)),
+            )
         open_rows = self._query(
             "SELECT substr(expected_close_date, 1, 7) AS month, currency, COUNT(*) AS deals, "
             "SUM(value_e4) AS value_e4, SUM(value_e4 * probability) AS weighted_e6 "
@@ -423,7 +438,6 @@ class SalesAnalytics:
             "GROUP BY substr(expected_close_date, 1, 7), currency",
             states.params,
         )
-        won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
         won_rows = self._query(
             f"SELECT closed_at_us, currency, value_e4 FROM {won.table} WHERE {won.where}",
             won.params,
@@ -600,18 +614,24 @@ class SalesAnalytics:
         pipelines = self._checked(where)
         stages, transitions = [], []
         for pipeline in self._selected(where, pipelines):
-            rank = _rank_sql(pipeline)
+            rank = _rank_sql(pipeline).replace("@stage", "stage")
             clauses, params = self._visits_in_period(where, pipeline.id)
+            # Over every visit of the pipeline up to as_of: the best rank the deal reached
+            # after each visit; then, per deal and stage, its first visit in scope (period and
+            # owner) counts as an entry, converted if the deal later ranked higher.
             entries = self._query(
-                "SELECT e.stage AS stage, COUNT(*) AS entered, SUM(CASE WHEN EXISTS ("
-                f"SELECT 1 FROM {STAGE_VISITS_TABLE} later WHERE later.id = e.id "
-                "AND later.pipeline_id = ? AND later.visit_no > e.first_visit "
-                f"AND later.entered_at_us <= ? AND {rank.replace('@stage', 'later.stage')} > "
-                f"{rank.replace('@stage', 'e.stage')}) THEN 1 ELSE 0 END) AS converted FROM ("
-                "SELECT id, stage, MIN(visit_no) AS first_visit "
-                f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} GROUP BY id, stage"
-                ") e GROUP BY e.stage",
-                [pipeline.id, where.as_of_us, *params],
+                "SELECT stage, COUNT(*) AS entered, "
+                "SUM(CASE WHEN later_best > stage_rank THEN 1 ELSE 0 END) AS converted FROM ("
+                "SELECT stage, stage_rank, later_best, in_scope, ROW_NUMBER() OVER ("
+                "PARTITION BY id, stage, in_scope ORDER BY visit_no) AS nth FROM ("
+                f"SELECT id, stage, visit_no, {rank} AS stage_rank, "
+                f"CASE WHEN {' AND '.join(clauses[2:])} THEN 1 ELSE 0 END AS in_scope, "
+                f"MAX({rank}) OVER (PARTITION BY id ORDER BY visit_no "
+                "ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS later_best "
+                f"FROM {STAGE_VISITS_TABLE} WHERE organization_id = ? AND pipeline_id = ? "
+                "AND entered_at_us <= ?) visits) firsts "
+                "WHERE in_scope = 1 AND nth = 1 GROUP BY stage",
+                [*params[2:], str(where.organization_id), pipeline.id, where.as_of_us],
             )
             found = {row["stage"]: row for row in entries}
             for stage in pipeline.stages:

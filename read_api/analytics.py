@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -185,7 +185,8 @@ def forecast_history(
         at = AnalyticsFilter(
             where.organization_id, where.pipeline_id, where.owner_id, as_of=instant
         )
-        months = {m.month: m for m in reads.analytics.forecast(at)}
+        first_day = date.fromisoformat(f"{month}-01")
+        months = {m.month: m for m in reads.analytics.forecast(at, first_day)}
         points.append(ForecastPoint(as_of=instant.isoformat(), forecast=months.get(month)))
         instant += step
     return ForecastHistory(month=month, points=points)
