@@ -60,6 +60,7 @@ BENCH = Path(__file__).resolve().parent
 COMMANDS_TARGET = 500.0  # commands/s at 16 clients
 CATCH_UP_TARGET = 10_000.0  # events/s
 READ_P99_TARGET_MS = 20.0
+WORKERS_2 = {"CRM_WORKERS": "2"}
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,11 @@ class Bench:
             ("projections off", {"CRM_PROJECTIONS_IN_PROCESS": "false"}, False),
             ("projection worker in-process (default)", {}, False),
             ("+ separate `crm project` process", {"CRM_PROJECTIONS_IN_PROCESS": "false"}, True),
+            (
+                "`crm serve --workers 2` (2 web processes + its projection process)",
+                WORKERS_2,
+                False,
+            ),
         ):
             self._http_commands(label, env, separate, base)
 
@@ -243,7 +249,7 @@ class Bench:
                         postgres_pid=self.postgres_pid,
                         other=("crm project", project.pid) if project else None,
                     )
-                    if not env.get("CRM_PROJECTIONS_IN_PROCESS") and not separate:
+                    if not env.get("CRM_PROJECTIONS_IN_PROCESS") and env.get("CRM_WORKERS") is None:
                         # The default shape, one client at a time: the latency and CPU floor
                         # of a command, without queueing or GIL contention.
                         with meter.window() as cpu:

@@ -213,7 +213,8 @@ class CpuMeter:
         busy, total = machine_cpu()
         sample = {"wall": time.monotonic(), "busy": busy, "total": total}
         if self.server_pid is not None:
-            sample["server"] = process_cpu_seconds(self.server_pid, with_children=True)
+            # The tree: `crm serve --workers N` runs its workers as child processes.
+            sample["server"] = process_tree_cpu_seconds(self.server_pid)
         if self.postgres_pid is not None:
             sample["postgres"] = process_tree_cpu_seconds(self.postgres_pid)
         if self.other is not None:

@@ -61,16 +61,28 @@ def serve(
     host: Annotated[str | None, typer.Option(help="[env: CRM_HOST, default 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="[env: CRM_PORT, default 8000]")] = None,
     data_dir: DataDir = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Web worker processes [env: CRM_WORKERS, default 1]"),
+    ] = None,
 ) -> None:
     """Run the command API, the read API and (by default) the projection worker."""
     import uvicorn
 
     from crm.app import create_app
+    from crm.processes import SeveralWorkersNeedPostgres, serve_in_processes
 
-    settings = load_settings(data_dir, host=host, port=port)
+    settings = load_settings(data_dir, host=host, port=port, workers=workers)
     configure_logging(settings)
     store = "PostgreSQL" if settings.database_url else f"SQLite in {settings.data_dir}"
     console.print(f"MONTON CRM on http://{settings.host}:{settings.port} — {store}")
+    if settings.workers > 1:
+        try:
+            serve_in_processes(settings)
+        except SeveralWorkersNeedPostgres as refused:
+            console.print(f"[red]{refused}[/]")
+            raise typer.Exit(2) from None
+        return
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         description="`crm serve` runs the projection worker in-process; set false when "
         "`crm project` runs it as a separate process.",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Web worker processes of `crm serve` (several need PostgreSQL); with more "
+        "than one, the projection worker runs in a process of its own.",
+    )
     projection_batch_size: int = Field(
         1000, ge=1, le=100_000, description="Events per projection transaction."
     )

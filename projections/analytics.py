@@ -251,7 +251,7 @@ def ranked_duration_stats(rows: list[Any]) -> DurationStats:
     if not rows:
         return DurationStats(0, None, None, None)
     count = int(rows[0]["n"])
-    at_rank = {int(row["rn"]): int(row["cycle_us"]) / MICROS_PER_DAY for row in rows}
+    at_rank = {int(row["rn"]): int(row["duration_us"]) / MICROS_PER_DAY for row in rows}
 
     def interpolated(tenths: int) -> float:
         low, remainder = divmod((count - 1) * tenths, 10)  # exact, as in the query
@@ -500,26 +500,17 @@ class SalesAnalytics:
         )
 
     def sales_cycle(self, where: AnalyticsFilter) -> SalesCycle:
-        """close − open time of deals won (and, apart, lost) in the period, in days. The
-        database sorts and picks the ranks the median and p90 interpolate between, so only
-        a few rows per outcome leave it."""
+        """close − open time of deals won (and, apart, lost) in the period, in days."""
         self._checked(where)
         states = DealStates(where).closed_in(where)
-        rows = self._query(
-            "SELECT status, n, mean_us, rn, cycle_us FROM ("
-            "SELECT status, closed_at_us - opened_at_us AS cycle_us, "
-            "ROW_NUMBER() OVER (PARTITION BY status ORDER BY closed_at_us - opened_at_us) AS rn, "
-            "COUNT(*) OVER (PARTITION BY status) AS n, "
-            "AVG(closed_at_us - opened_at_us) OVER (PARTITION BY status) AS mean_us "
-            f"FROM {states.table} WHERE {states.where}) ranked WHERE {RANKS_OF_MEDIAN_AND_P90}",
+        stats = self._duration_stats(
+            "status", "closed_at_us - opened_at_us", f"{states.table} WHERE {states.where}",
             states.params,
-        )
-        by_status: dict[str, list[Any]] = defaultdict(list)
-        for row in rows:
-            by_status[row["status"]].append(row)
+        )  # fmt: skip
+        empty = DurationStats(0, None, None, None)
         return SalesCycle(
-            won=ranked_duration_stats(by_status[DealStatus.WON.value]),
-            lost=ranked_duration_stats(by_status[DealStatus.LOST.value]),
+            won=stats.get(DealStatus.WON.value, empty),
+            lost=stats.get(DealStatus.LOST.value, empty),
         )
 
     def win_loss(self, where: AnalyticsFilter, dimension: str) -> list[Breakdown]:
@@ -663,30 +654,21 @@ class SalesAnalytics:
 
     def time_in_stage(self, where: AnalyticsFilter) -> list[StageTime]:
         """Every visit of an open stage entered in the period; mean and median days per
-        stage; a visit not yet left counts up to ``as_of`` (or now). The database ranks the
-        visits' durations: only the rows a median needs leave it."""
+        stage; a visit not yet left counts up to ``as_of`` (or now)."""
         pipelines = self._checked(where)
         result = []
         for pipeline in self._selected(where, pipelines):
             clauses, params = self._open_stage_visits(where, pipeline)
-            until = self._visit_end_sql(where)
-            rows = self._query(
-                "SELECT stage, n, mean_us, rn, cycle_us FROM ("
-                f"SELECT stage, {until} - entered_at_us AS cycle_us, "
-                f"ROW_NUMBER() OVER (PARTITION BY stage ORDER BY {until} - entered_at_us) AS rn, "
-                "COUNT(*) OVER (PARTITION BY stage) AS n, "
-                f"AVG({until} - entered_at_us) OVER (PARTITION BY stage) AS mean_us "
-                f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)}) ranked "
-                f"WHERE {RANKS_OF_MEDIAN_AND_P90}",
+            by_stage = self._duration_stats(
+                "stage",
+                f"{self._visit_end_sql(where)} - entered_at_us",
+                f"{STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)}",
                 params,
             )
-            by_stage: dict[str, list[Any]] = defaultdict(list)
-            for row in rows:
-                by_stage[row["stage"]].append(row)
             for stage in pipeline.stages:
                 if stage.kind is not StageKind.OPEN:
                     continue
-                stats = ranked_duration_stats(by_stage[stage.id])
+                stats = by_stage.get(stage.id, DurationStats(0, None, None, None))
                 result.append(
                     StageTime(
                         pipeline.id, stage.id, stats.deals, stats.mean_days, stats.median_days
@@ -767,6 +749,43 @@ class SalesAnalytics:
                 )
             )
         return visits
+
+    def _duration_stats(
+        self, group: str, duration: str, source: str, params: list[Any]
+    ) -> dict[str, DurationStats]:
+        """Count, mean, median and p90 in days of ``duration`` (µs) per ``group`` over
+        ``FROM source``. Only the figures leave the database: PostgreSQL computes the
+        percentiles; on SQLite, window ranks pick the rows they interpolate between."""
+        if self.store.dialect == "postgres":
+            rows = self._query(
+                f"SELECT {group} AS grp, COUNT(*) AS n, AVG({duration}) AS mean_us, "
+                f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {duration}) AS median_us, "
+                f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {duration}) AS p90_us "
+                f"FROM {source} GROUP BY {group}",
+                params,
+            )
+            return {
+                row["grp"]: DurationStats(
+                    int(row["n"]),
+                    float(row["mean_us"]) / MICROS_PER_DAY,
+                    float(row["median_us"]) / MICROS_PER_DAY,
+                    float(row["p90_us"]) / MICROS_PER_DAY,
+                )
+                for row in rows
+            }
+        rows = self._query(
+            "SELECT grp, n, mean_us, rn, duration_us FROM ("
+            f"SELECT {group} AS grp, {duration} AS duration_us, "
+            f"ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY {duration}) AS rn, "
+            f"COUNT(*) OVER (PARTITION BY {group}) AS n, "
+            f"AVG({duration}) OVER (PARTITION BY {group}) AS mean_us "
+            f"FROM {source}) ranked WHERE {RANKS_OF_MEDIAN_AND_P90}",
+            params,
+        )
+        by_group: dict[str, list[Any]] = defaultdict(list)
+        for row in rows:
+            by_group[row["grp"]].append(row)
+        return {key: ranked_duration_stats(ranked) for key, ranked in by_group.items()}
 
     @staticmethod
     def _now_us(where: AnalyticsFilter) -> int:

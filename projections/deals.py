@@ -90,8 +90,9 @@ class DealsProjection(ChangesProjection):
         "ON rm_deals (organization_id, expected_close_date, id)",
         "CREATE INDEX IF NOT EXISTS rm_deals_by_org_opened "
         "ON rm_deals (organization_id, opened_at_us, id)",
-        "CREATE INDEX IF NOT EXISTS rm_deals_closed "
-        "ON rm_deals (organization_id, status, closed_at_us)",
+        "CREATE INDEX IF NOT EXISTS rm_deals_closed_cycle "
+        "ON rm_deals (organization_id, status, closed_at_us, opened_at_us)",
+        "DROP INDEX IF EXISTS rm_deals_closed",  # replaced by rm_deals_closed_cycle
         "CREATE INDEX IF NOT EXISTS rm_deals_by_client ON rm_deals (organization_id, client_id)",
         "CREATE INDEX IF NOT EXISTS rm_deals_closed_by_owner "
         "ON rm_deals (organization_id, owner_id, status, closed_at_us, opened_at_us)",

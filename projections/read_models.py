@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol
 from uuid import UUID
@@ -20,6 +21,7 @@ from projections.contacts import ContactsProjection
 from projections.deals import DealsProjection
 from projections.pipelines import ExchangeRatesProjection, PipelinesProjection
 
+SECONDARY_INDEX = re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ")
 PROJECTED_TOPIC_PREFIXES = (
     "aggregates.client:",
     "aggregates.contact:",
@@ -63,6 +65,23 @@ class ReadModels:
             for projection in self.projections:
                 for statement in projection.schema():
                     cursor.execute(statement)
+
+    def secondary_indexes(self) -> list[str]:
+        """The names of the indexes no write needs (not unique, not a key): a bulk load
+        drops them and builds them once at the end, faster than keeping them up row by row."""
+        return [
+            found.group(1)
+            for projection in self.projections
+            for statement in projection.schema()
+            if (found := SECONDARY_INDEX.match(statement))
+        ]
+
+    def drop_secondary_indexes(self) -> None:
+        """Drop them; :meth:`create_tables` builds them again."""
+        with self.store.transaction(commit=True) as cursor:
+            self.store.lock_schema(cursor)
+            for name in self.secondary_indexes():
+                cursor.execute(f"DROP INDEX IF EXISTS {name}")
 
     def apply(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
         for projection in self.projections:

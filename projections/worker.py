@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TRACKING_NAME = "read_models"
 IDLE_POLL_SECONDS = 1.0
+BULK_LOAD_EVENTS = 50_000  # a catch-up from empty over at least this many events: a bulk load
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,25 @@ class ProjectionWorker:
         """Process batches until the log's head as it was when called; return events seen.
 
         The next batch is read and decoded in a second thread while this one is written:
-        the database works on one while Python works on the other."""
+        the database works on one while Python works on the other. From an empty store
+        over a long log, the indexes reads need are built once at the end."""
         self.follow_live_generation()
         head = self.events.head_position()
+        start = self.position
+        bulk_load = start == 0 and head >= BULK_LOAD_EVENTS
+        if bulk_load:
+            self.read_models.drop_secondary_indexes()
+        try:
+            return self._catch_up(start, head, on_batch)
+        finally:
+            if bulk_load:
+                self.read_models.create_tables()  # builds the dropped indexes
+
+    def _catch_up(
+        self, start: int, head: int, on_batch: Callable[[BatchResult], None] | None
+    ) -> int:
         seen = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
-            start = self.position
             upcoming = reader.submit(self.read_batch, start)
             while start < head:
                 batch = upcoming.result()
