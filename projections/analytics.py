@@ -315,6 +315,10 @@ class DealStates:
         return " AND ".join(self.clauses)
 
 
+EPOCH_DAY = date(1970, 1, 1)
+CLOSE_DAY = "closed_at_us / 86400000000"  # whole days since 1970-01-01 UTC, on both stores
+
+
 def sums_by_currency(rows: Iterable[Any], key: str = "currency") -> list[CurrencyTotal]:
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in rows:
@@ -361,10 +365,11 @@ class SalesAnalytics:
 
     @staticmethod
     def closed_in_base(rows: Iterable[Any], rates: RateTable) -> BaseAmount:
-        """Closed money (rows of currency, value_e4, closed_at_us) at each close day's rate."""
+        """Closed money (rows of currency, close_day, value_e4 summed over the deals closed
+        that day) at each close day's rate."""
         amount = BaseAmount(rates.base_currency)
         for row in rows:
-            on = instant_from_micros(int(row["closed_at_us"])).date()
+            on = EPOCH_DAY + timedelta(days=int(row["close_day"]))
             amount.add(rates, money_from_e4(int(row["value_e4"])), row["currency"], on)
         return amount.rounded()
 
@@ -439,7 +444,9 @@ class SalesAnalytics:
             states.params,
         )
         won_rows = self._query(
-            f"SELECT closed_at_us, currency, value_e4 FROM {won.table} WHERE {won.where}",
+            f"SELECT currency, {CLOSE_DAY} AS close_day, COUNT(*) AS deals, "
+            f"SUM(value_e4) AS value_e4 FROM {won.table} WHERE {won.where} "
+            f"GROUP BY currency, {CLOSE_DAY}",
             won.params,
         )
         by_month: dict[str, list[Any]] = defaultdict(list)
@@ -447,7 +454,8 @@ class SalesAnalytics:
             by_month[row["month"]].append(row)
         won_by_month: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in won_rows:
-            won_by_month[_month_of(int(row["closed_at_us"]))].append({**row, "deals": 1})
+            month = (EPOCH_DAY + timedelta(days=int(row["close_day"]))).strftime("%Y-%m")
+            won_by_month[month].append(row)
         months = sorted(set(by_month) | set(won_by_month))
         forecast = []
         for month in months:
@@ -484,13 +492,16 @@ class SalesAnalytics:
         self._checked(where)
         states = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
         rows = self._query(
-            f"SELECT currency, value_e4, closed_at_us FROM {states.table} WHERE {states.where}",
+            f"SELECT currency, {CLOSE_DAY} AS close_day, COUNT(*) AS deals, "
+            f"SUM(value_e4) AS value_e4 FROM {states.table} WHERE {states.where} "
+            f"GROUP BY currency, {CLOSE_DAY}",
             states.params,
         )
-        totals = money_by_currency({**row, "deals": 1} for row in rows)
+        totals = money_by_currency(rows)
+        won = sum(int(row["deals"]) for row in rows)
         in_base = self.closed_in_base(rows, self.rates.table(where.organization_id))
         if in_base.value is not None:
-            in_base.value = (in_base.value / len(rows)).quantize(FOUR_PLACES) if rows else None
+            in_base.value = (in_base.value / won).quantize(FOUR_PLACES) if won else None
         return AverageDealSize(
             by_currency=totals,
             mean_by_currency={
@@ -527,8 +538,10 @@ class SalesAnalytics:
             rows = self._closed_with_client_category(states, where)
         else:
             rows = self._query(
-                f"SELECT {column} AS key, status, currency, 1 AS deals, value_e4, closed_at_us "
-                f"FROM {states.table} WHERE {states.where}",
+                f"SELECT {column} AS key, status, currency, {CLOSE_DAY} AS close_day, "
+                "COUNT(*) AS deals, SUM(value_e4) AS value_e4 "
+                f"FROM {states.table} WHERE {states.where} "
+                f"GROUP BY {column}, status, currency, {CLOSE_DAY}",
                 states.params,
             )
         grouped: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
@@ -556,9 +569,10 @@ class SalesAnalytics:
         self._checked(where)
         closed = DealStates(where).closed_in(where)
         closed_rows = self._query(
-            "SELECT owner_id, status, currency, value_e4, closed_at_us, "
-            "closed_at_us - opened_at_us AS cycle_us "
-            f"FROM {closed.table} WHERE {closed.where}",
+            f"SELECT owner_id, status, currency, {CLOSE_DAY} AS close_day, COUNT(*) AS deals, "
+            "SUM(value_e4) AS value_e4, SUM(closed_at_us - opened_at_us) AS cycle_us "
+            f"FROM {closed.table} WHERE {closed.where} "
+            f"GROUP BY owner_id, status, currency, {CLOSE_DAY}",
             closed.params,
         )
         open_states = DealStates(where).open_deals()
@@ -577,18 +591,20 @@ class SalesAnalytics:
         for owner, rows in sorted(
             owners.items(), key=lambda item: (item[0] is None, item[0] or "")
         ):
-            won, lost = rows[DealStatus.WON.value], rows[DealStatus.LOST.value]
-            cycles = [int(r["cycle_us"]) / MICROS_PER_DAY for r in won]
+            won_rows, lost_rows = rows[DealStatus.WON.value], rows[DealStatus.LOST.value]
+            won = sum(int(r["deals"]) for r in won_rows)
+            lost = sum(int(r["deals"]) for r in lost_rows)
+            cycle_us = sum(int(r["cycle_us"]) for r in won_rows)
             open_totals = sums_by_currency(rows["open"])
             figures.append(
                 SalespersonFigures(
                     owner_id=owner,
-                    won=len(won),
-                    lost=len(lost),
-                    win_rate=len(won) / (len(won) + len(lost)) if won or lost else None,
-                    revenue_won=money_by_currency({**r, "deals": 1} for r in won),
-                    revenue_won_in_base=self.closed_in_base(won, rates),
-                    mean_cycle_days=math.fsum(cycles) / len(cycles) if cycles else None,
+                    won=won,
+                    lost=lost,
+                    win_rate=won / (won + lost) if won or lost else None,
+                    revenue_won=money_by_currency(won_rows),
+                    revenue_won_in_base=self.closed_in_base(won_rows, rates),
+                    mean_cycle_days=cycle_us / won / MICROS_PER_DAY if won else None,
                     open_deals=sum(int(r["deals"]) for r in rows["open"]),
                     open_pipeline=open_totals,
                     open_pipeline_in_base=self.base_total(where, open_totals, rates),
@@ -873,11 +889,12 @@ class SalesAnalytics:
             client_clause = " AND c.valid_from_us <= ? AND c.valid_to_us > ?"
             client_params = [where.as_of_us, where.as_of_us]
         qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
+        close_day = CLOSE_DAY.replace("closed_at_us", "d.closed_at_us")
         return self._query(
             "SELECT c.category AS key, d.status AS status, d.currency AS currency, "
-            "1 AS deals, d.value_e4 AS value_e4, d.closed_at_us AS closed_at_us "
+            f"{close_day} AS close_day, COUNT(*) AS deals, SUM(d.value_e4) AS value_e4 "
             f"FROM {states.table} d LEFT JOIN {clients} c ON c.id = d.client_id{client_clause} "
-            f"WHERE {qualified}",
+            f"WHERE {qualified} GROUP BY c.category, d.status, d.currency, {close_day}",
             [*client_params, *states.params],
         )
 
@@ -924,7 +941,3 @@ def _rank_sql(pipeline: Pipeline) -> str:
 
 def as_of_day(where: AnalyticsFilter) -> date:
     return (where.as_of or datetime.now(UTC)).astimezone(UTC).date()
-
-
-def _month_of(instant_us: int) -> str:
-    return datetime.fromtimestamp(instant_us / 1_000_000, tz=UTC).strftime("%Y-%m")
