@@ -57,6 +57,7 @@ class ProjectionWorker:
         batch_size: int = 1000,
         tracking_name: str = TRACKING_NAME,
         follow_live: Generations | None = None,
+        bulk_load_events: int = BULK_LOAD_EVENTS,
     ) -> None:
         """With ``follow_live``, the worker moves to whichever generation is live at the
         start of each batch (a rebuild elsewhere may switch it)."""
@@ -64,6 +65,7 @@ class ProjectionWorker:
         self.batch_size = batch_size
         self.tracking_name = tracking_name
         self.follow_live = follow_live
+        self.bulk_load_events = bulk_load_events
         self.wakeup = threading.Event()
         self._progress = threading.Condition()
         self._stores: dict[int, ReadModelStore] = {}
@@ -136,7 +138,7 @@ class ProjectionWorker:
         self.follow_live_generation()
         head = self.events.head_position()
         start = self.position
-        bulk_load = start == 0 and head >= BULK_LOAD_EVENTS
+        bulk_load = start == 0 and head >= self.bulk_load_events
         if bulk_load:
             self.read_models.drop_secondary_indexes()
         try:

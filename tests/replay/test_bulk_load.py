@@ -1,0 +1,111 @@
+"""A catch-up from empty read models over a long log drops the indexes no write needs and
+builds them once at the end: the same rows as a catch-up batch by batch, every index there."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from aggregates.client import Client
+from aggregates.deal import Deal
+from commands.service import CrmApplication
+from crm.settings import Settings
+from event_store.read_model_store import ReadModelStore
+from projections.read_models import ReadModels
+from projections.worker import ProjectionWorker
+from tests.unit.builders import at, day
+
+DEALS = 40
+COMPARED_TABLES = (
+    ("rm_deals", "id"),
+    ("rm_deals_history", "id, version"),
+    ("rm_stage_visits", "id, visit_no"),
+    ("rm_pipeline_value", "pipeline_id, stage, currency, expected_close_date"),
+    ("rm_audit", "record_id, version"),
+    ("rm_clients", "id"),
+)
+
+
+def record_a_book(app: CrmApplication) -> int:
+    """Clients and deals walked through their stages, won and lost; the log's head."""
+    client = Client(name="Acme", category="prospect", status="active", details={},
+                    context=at(day(0)))  # fmt: skip
+    deals = []
+    for n in range(DEALS):
+        deal = Deal.open(
+            name=f"Deal {n}", client_id=client.id, value=Decimal(1000 + n), currency="EUR",
+            expected_close_date=day(30 + n).date(), owner_id=f"owner-{n % 3}",
+            context=at(day(1)),
+        )  # fmt: skip
+        for step, stage in enumerate(("qualified", "proposal", "qualified")[: n % 4]):
+            deal.change_stage(stage, None, at(day(2 + step)))
+        if n % 5 == 0:
+            deal.win(at(day(10)))
+        elif n % 5 == 1:
+            deal.lose("price", None, at(day(11)))
+        deals.append(deal)
+    app.save(client, *deals)
+    return app.head_position()
+
+
+def index_names(store: ReadModelStore) -> set[str]:
+    with store.transaction(commit=False) as cursor:
+        if store.dialect == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql NOT NULL")
+            return {row["name"] for row in cursor.fetchall()}
+        cursor.execute(
+            "SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND indexname NOT LIKE '%pkey'"
+        )
+        return {row["name"] for row in cursor.fetchall()}
+
+
+def rows_of(store: ReadModelStore, table: str, order: str) -> list[dict[str, object]]:
+    with store.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT * FROM {table} ORDER BY {order}")
+        return [dict(row) for row in cursor.fetchall()]
+
+
+def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_match_and_every_index_is_built(  # noqa: E501
+    settings: Settings,
+) -> None:
+    location = settings.location()
+    app = CrmApplication(location)
+    head = record_a_book(app)
+    bulk, batched = ReadModelStore(location, 2), ReadModelStore(location, 3)
+    try:
+        ReadModels(bulk).create_tables()
+        expected_indexes = index_names(bulk)
+
+        seen = ProjectionWorker(app, bulk, batch_size=25, bulk_load_events=1).catch_up()
+        ProjectionWorker(app, batched, batch_size=25, bulk_load_events=head + 1).catch_up()
+
+        assert seen == head
+        assert index_names(bulk) == expected_indexes
+        assert set(ReadModels(bulk).secondary_indexes()) <= expected_indexes
+        for table, order in COMPARED_TABLES:
+            assert rows_of(bulk, table, order) == rows_of(batched, table, order), table
+        assert len(rows_of(bulk, "rm_deals", "id")) == DEALS
+    finally:
+        bulk.destroy()
+        batched.destroy()
+        app.close()
+
+
+def test_given_a_bulk_load_stopped_without_its_indexes_when_a_worker_starts_then_it_builds_them(
+    settings: Settings,
+) -> None:
+    location = settings.location()
+    app = CrmApplication(location)
+    store = ReadModelStore(location, 2)
+    try:
+        ReadModels(store).create_tables()
+        expected = index_names(store)
+        ReadModels(store).drop_secondary_indexes()
+        assert index_names(store) < expected
+
+        ProjectionWorker(app, store)
+
+        assert index_names(store) == expected
+    finally:
+        store.destroy()
+        app.close()
