@@ -433,9 +433,7 @@ class ChangeOrganizationSettings(Command):
     deal_creator_roles: Annotated[list[Role] | None, BeforeValidator(_refuse_null)] = Field(
         default=None, description="Roles that may create deals; ADMIN always may."
     )
-    contributor_access: Annotated[ContributorAccess | None, BeforeValidator(_refuse_null)] = (
-        None
-    )
+    contributor_access: Annotated[ContributorAccess | None, BeforeValidator(_refuse_null)] = None
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True, exclude={"occurred_at"})
