@@ -622,24 +622,42 @@ class SalesAnalytics:
         stages, transitions = [], []
         for pipeline in self._selected(where, pipelines):
             rank = _rank_sql(pipeline).replace("@stage", "stage")
+            ranks = _stage_ranks(pipeline)
             clauses, params = self._visits_in_period(where, pipeline.id)
-            # Over every visit of the pipeline up to as_of: the best rank the deal reached
-            # after each visit; then, per deal and stage, its first visit in scope (period and
-            # owner) counts as an entry, converted if the deal later ranked higher.
-            entries = self._query(
-                "SELECT stage, COUNT(*) AS entered, "
-                "SUM(CASE WHEN later_best > stage_rank THEN 1 ELSE 0 END) AS converted FROM ("
-                "SELECT stage, stage_rank, later_best, in_scope, ROW_NUMBER() OVER ("
-                "PARTITION BY id, stage, in_scope ORDER BY visit_no) AS nth FROM ("
-                f"SELECT id, stage, visit_no, {rank} AS stage_rank, "
-                f"CASE WHEN {' AND '.join(clauses[2:])} THEN 1 ELSE 0 END AS in_scope, "
-                f"MAX({rank}) OVER (PARTITION BY id ORDER BY visit_no "
-                "ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS later_best "
-                f"FROM {STAGE_VISITS_TABLE} WHERE organization_id = ? AND pipeline_id = ? "
-                "AND entered_at_us <= ?) visits) firsts "
-                "WHERE in_scope = 1 AND nth = 1 GROUP BY stage",
-                [*params[2:], str(where.organization_id), pipeline.id, where.as_of_us],
+            scope, scope_params = " AND ".join(clauses[2:]), params[2:]
+            open_ids = [stage.id for stage in pipeline.stages if stage.kind is StageKind.OPEN]
+            # One pass over the pipeline's visits up to as_of, per deal: for each open stage,
+            # the deal's first visit of it in scope (period, owner) and its last visit of a
+            # higher-ranked stage; converted when that came later.
+            per_deal = ", ".join(
+                f"MIN(CASE WHEN stage = ? AND {scope} THEN visit_no END) AS first_{n}, "
+                f"MAX(CASE WHEN {rank} > {ranks[stage_id]} THEN visit_no END) AS above_{n}"
+                for n, stage_id in enumerate(open_ids)
             )
+            totals = ", ".join(
+                f"COUNT(first_{n}) AS entered_{n}, "
+                f"SUM(CASE WHEN above_{n} > first_{n} THEN 1 ELSE 0 END) AS converted_{n}"
+                for n in range(len(open_ids))
+            )
+            counted_entries = self._query(
+                f"SELECT {totals} FROM (SELECT id, {per_deal} FROM {STAGE_VISITS_TABLE} "
+                "WHERE organization_id = ? AND pipeline_id = ? AND entered_at_us <= ? "
+                "GROUP BY id) deals",
+                [
+                    *(value for stage_id in open_ids for value in (stage_id, *scope_params)),
+                    str(where.organization_id),
+                    pipeline.id,
+                    where.as_of_us,
+                ],
+            )[0]
+            entries = [
+                {
+                    "stage": stage_id,
+                    "entered": counted_entries[f"entered_{n}"],
+                    "converted": counted_entries[f"converted_{n}"],
+                }
+                for n, stage_id in enumerate(open_ids)
+            ]
             found = {row["stage"]: row for row in entries}
             for stage in pipeline.stages:
                 if stage.kind is not StageKind.OPEN:
@@ -928,14 +946,21 @@ def _fetch(cursor: SqlCursor, statement: str, params: list[Any]) -> list[Any]:
     return cursor.fetchall()
 
 
+def _stage_ranks(pipeline: Pipeline) -> dict[str, int]:
+    """Each stage's place in the pipeline: the won stage after all open ones, the lost stage
+    below every stage (losing never counts as progress)."""
+    return {
+        stage.id: {StageKind.OPEN: position, StageKind.WON: 10_000, StageKind.LOST: -1}[stage.kind]
+        for position, stage in enumerate(pipeline.stages)
+    }
+
+
 def _rank_sql(pipeline: Pipeline) -> str:
-    """A SQL CASE giving each stage its place in the pipeline (the won stage after all open
-    ones; the lost stage below every stage, so losing never counts as progress)."""
-    cases = []
-    for position, stage in enumerate(pipeline.stages):
-        rank = {StageKind.OPEN: position, StageKind.WON: 10_000, StageKind.LOST: -1}[stage.kind]
-        quoted = stage.id.replace("'", "''")
-        cases.append(f"WHEN '{quoted}' THEN {rank}")
+    """A SQL CASE giving ``@stage`` its rank (:func:`_stage_ranks`); unknown stages rank -1."""
+    cases = [
+        f"WHEN '{stage_id.replace(chr(39), chr(39) * 2)}' THEN {rank}"
+        for stage_id, rank in _stage_ranks(pipeline).items()
+    ]
     return "(CASE @stage " + " ".join(cases) + " ELSE -1 END)"
 
 
