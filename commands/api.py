@@ -102,7 +102,7 @@ def answer(accepted: Accepted, **extra: str) -> JSONResponse:
     )
 
 
-def command_request(
+async def command_request(  # no I/O: async keeps it off the thread pool
     request: Request,
     actor: CurrentActor,
     if_match: Annotated[str | None, Header(description='ETag of the version read: "3"')] = None,

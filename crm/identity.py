@@ -60,6 +60,15 @@ class Authenticator:
         """Drop every remembered actor (identity data changed)."""
         self._cache.clear()
 
+    def remembered(self, credential: str | None) -> Actor | None:
+        """The actor of an API token resolved less than ``CACHE_SECONDS`` ago, if any."""
+        if not credential or not credential.startswith(TOKEN_PREFIX):
+            return None
+        cached = self._cache.get(secret_hash(credential))
+        if cached is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
+            return cached[1]
+        return None
+
     def actor_for(self, credential: str | None) -> Actor:
         if not credential:
             raise Unauthenticated("Send a bearer token: Authorization: Bearer <token>.")
@@ -124,7 +133,7 @@ class Authenticator:
 bearer = HTTPBearer(auto_error=False, description="An API token (crm_…) or a signed JWT.")
 
 
-def current_actor(
+async def current_actor(  # no I/O: async keeps it off the thread pool
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:

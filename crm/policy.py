@@ -150,7 +150,10 @@ class AccessControl:
         credential = bearer_credential(Headers(scope=scope).get("authorization"))
         authenticator: Authenticator = fastapi_app.state.authenticator
         try:
-            actor = await run_in_threadpool(authenticator.actor_for, credential)
+            # A remembered token needs no database: no hop to the thread pool either.
+            actor = authenticator.remembered(credential)
+            if actor is None:
+                actor = await run_in_threadpool(authenticator.actor_for, credential)
             check_access(actor, endpoint)
         except Unauthenticated as refusal:
             headers = {"WWW-Authenticate": 'Bearer realm="monton-crm"'}

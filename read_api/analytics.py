@@ -29,7 +29,7 @@ router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[Consis
 MAX_FORECAST_POINTS = 60
 
 
-def analytics_filter(
+async def analytics_filter(  # no I/O: async keeps it off the thread pool
     actor: CurrentActor,
     pipeline: Annotated[str | None, Query(max_length=100)] = None,
     owner: Annotated[str | None, Query(max_length=200)] = None,

@@ -89,7 +89,7 @@ class Paging:
         return ListParams(sort, self.cursor, self.limit, self.include_archived)
 
 
-def paging(
+async def paging(  # no I/O: async keeps it off the thread pool
     cursor: Annotated[
         str | None, Query(max_length=500, description="next_cursor of the previous page")
     ] = None,
