@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -517,6 +517,8 @@ class SalesAnalytics:
         stats = self._duration_stats(
             "status", "closed_at_us - opened_at_us", f"{states.table} WHERE {states.where}",
             states.params,
+            # Now, each outcome is a range of an index; as of an instant, one scan serves both.
+            groups=(DealStatus.WON.value, DealStatus.LOST.value) if where.as_of is None else None,
         )  # fmt: skip
         empty = DurationStats(0, None, None, None)
         return SalesCycle(
@@ -785,27 +787,40 @@ class SalesAnalytics:
         return visits
 
     def _duration_stats(
-        self, group: str, duration: str, source: str, params: list[Any]
+        self,
+        group: str,
+        duration: str,
+        source: str,
+        params: list[Any],
+        groups: Sequence[str] | None = None,
     ) -> dict[str, DurationStats]:
         """Count, mean, median and p90 in days of ``duration`` (µs) per ``group`` over
         ``FROM source``. Only the figures leave the database: PostgreSQL computes the
-        percentiles; on SQLite, window ranks pick the rows they interpolate between."""
+        percentiles; on SQLite, window ranks pick the rows they interpolate between. Naming
+        the ``groups`` (few, each an index range) has PostgreSQL aggregate each on its own:
+        no sort of the rows by group first."""
         if self.store.dialect == "postgres":
-            rows = self._query(
-                f"SELECT {group} AS grp, COUNT(*) AS n, AVG({duration}) AS mean_us, "
-                f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {duration}) AS median_us, "
-                f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {duration}) AS p90_us "
-                f"FROM {source} GROUP BY {group}",
-                params,
+            figures = (
+                f"COUNT(*) AS n, AVG({duration}) AS mean_us, percentile_cont(ARRAY[0.5, 0.9]) "
+                f"WITHIN GROUP (ORDER BY {duration}) AS percentiles_us FROM {source}"
             )
+            if groups is None:
+                statement = f"SELECT {group} AS grp, {figures} GROUP BY {group}"
+                arguments = params
+            else:
+                statement = " UNION ALL ".join(
+                    [f"SELECT CAST(? AS TEXT) AS grp, {figures} AND {group} = ?"] * len(groups)
+                )
+                arguments = [value for key in groups for value in (key, *params, key)]
             return {
                 row["grp"]: DurationStats(
                     int(row["n"]),
                     float(row["mean_us"]) / MICROS_PER_DAY,
-                    float(row["median_us"]) / MICROS_PER_DAY,
-                    float(row["p90_us"]) / MICROS_PER_DAY,
+                    row["percentiles_us"][0] / MICROS_PER_DAY,
+                    row["percentiles_us"][1] / MICROS_PER_DAY,
                 )
-                for row in rows
+                for row in self._query(statement, arguments)
+                if int(row["n"])
             }
         rows = self._query(
             "SELECT grp, n, mean_us, rn, duration_us FROM ("
