@@ -48,6 +48,10 @@ class SqlCursor:
     def __init__(self, raw: _RawCursor, dialect: Dialect) -> None:
         self._raw = raw
         self.dialect = dialect
+        self.appends_only = False
+        """Set by a bulk load into empty tables, where no row can exist twice: rows whose
+        conflicts would be ignored (``ON CONFLICT … DO NOTHING``) are COPYed straight into
+        their table on PostgreSQL (a duplicate would fail the batch instead)."""
 
     def _sql(self, statement: str) -> str:
         return _for_psycopg(statement) if self.dialect == "postgres" else statement
@@ -75,6 +79,11 @@ class SqlCursor:
             self.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}", rows)
             return
         raw: Any = self._raw
+        if self.appends_only and tail.endswith("DO NOTHING"):
+            with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
         staging = _staging_table(raw.connection, table)
         with raw.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
             for row in rows:
@@ -83,6 +92,13 @@ class SqlCursor:
             _for_psycopg(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} {tail}")
         )
         self._raw.execute(f"TRUNCATE {staging}")
+
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (…values)`` as SQL and its parameters: on PostgreSQL one array
+        parameter, so every length is the same statement (parsed and prepared once)."""
+        if self.dialect == "postgres":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
     def fetchall(self) -> list[Row]:
         return list(self._raw.fetchall())

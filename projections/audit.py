@@ -12,7 +12,7 @@ from eventsourcing.domain import DomainEventProtocol
 from aggregates.base import CrmAggregate
 from event_store.read_model_store import ReadModelStore, SqlCursor
 from projections.listing import InvalidQuery, Page, decode_cursor, encode_cursor
-from projections.units import micros
+from projections.units import micros, organization_text
 
 AUDIT_TABLE = "rm_audit"
 AUDIT_COLUMNS = (
@@ -55,18 +55,33 @@ class AuditProjection:
     @staticmethod
     def row(event: Any) -> list[Any]:
         context = event.context
+        record_type, event_type = names_of(type(event))
         return [
             str(event.originator_id),
             event.originator_version,
-            str(context.organization_id),
-            type(event).__qualname__.split(".")[0].lower(),
-            type(event).__name__,
+            organization_text(context.organization_id),
+            record_type,
+            event_type,
             context.actor_id,
             micros(context.occurred_at),
             micros(event.timestamp),
             str(context.command_id),
             str(context.correlation_id),
         ]
+
+
+_NAMES: dict[type[Any], tuple[str, str]] = {}
+
+
+def names_of(event_type: type[Any]) -> tuple[str, str]:
+    """(record type, event type) of an event class: ``Deal.StageChanged`` → deal, StageChanged."""
+    names = _NAMES.get(event_type)
+    if names is None:
+        names = _NAMES[event_type] = (
+            event_type.__qualname__.split(".")[0].lower(),
+            event_type.__name__,
+        )
+    return names
 
 
 @dataclass

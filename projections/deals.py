@@ -113,6 +113,11 @@ class DealsProjection(ChangesProjection):
             "stage TEXT NOT NULL, currency TEXT NOT NULL, deals BIGINT NOT NULL, "
             "value_e4 NUMERIC(38) NOT NULL, weighted_e6 NUMERIC(38) NOT NULL, "
             f"PRIMARY KEY ({', '.join(PIPELINE_VALUE_KEY[:-1])}))",
+            # Rows a batch empties are deleted after it: find them without scanning the table.
+            f"CREATE INDEX IF NOT EXISTS {PIPELINE_VALUE_TABLE}_emptied "
+            f"ON {PIPELINE_VALUE_TABLE} (deals) WHERE deals = 0",
+            f"CREATE INDEX IF NOT EXISTS {PIPELINE_TOTALS_TABLE}_emptied "
+            f"ON {PIPELINE_TOTALS_TABLE} (deals) WHERE deals = 0",
             f"CREATE TABLE IF NOT EXISTS {STAGE_VISITS_TABLE} ("
             "id TEXT NOT NULL, visit_no INTEGER NOT NULL, organization_id TEXT NOT NULL, "
             "pipeline_id TEXT NOT NULL, stage TEXT NOT NULL, from_stage TEXT, owner_id TEXT, "
@@ -306,12 +311,12 @@ class DealsProjection(ChangesProjection):
         open_no: dict[str, int] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
+            among, params = cursor.one_of("id", chunk)
             cursor.execute(
                 f"SELECT id, MAX(visit_no) AS last_no, "
                 f"MAX(CASE WHEN left_at_us = {FOREVER_US} THEN visit_no END) AS open_no "
-                f"FROM {STAGE_VISITS_TABLE} WHERE id IN ({', '.join('?' * len(chunk))}) "
-                "GROUP BY id",
-                chunk,
+                f"FROM {STAGE_VISITS_TABLE} WHERE {among} GROUP BY id",
+                params,
             )
             for row in cursor.fetchall():
                 last_no[row["id"]] = int(row["last_no"])

@@ -9,9 +9,10 @@ model keep summaries from the changed rows.
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -83,12 +84,11 @@ class RowProjection(ABC):
         mine = [event for event in events if self.handles(event)]
         if not mine:
             return
-        ids = list(dict.fromkeys(str(event.originator_id) for event in mine))
-        before = self.load(cursor, ids)
+        keys = [str(event.originator_id) for event in mine]
+        before = self.load(cursor, list(dict.fromkeys(keys)))
         rows: dict[str, RowDict | None] = dict(before)
         versions: list[RowDict] = []
-        for event in mine:
-            key = str(event.originator_id)
+        for key, event in zip(keys, mine, strict=True):
             row = rows[key]
             if row is not None and event.originator_version <= row["version"]:
                 continue  # already folded: a redelivered event changes nothing
@@ -146,9 +146,8 @@ class RowProjection(ABC):
         found: dict[str, RowDict | None] = dict.fromkeys(ids)
         for start in range(0, len(ids), LOAD_CHUNK):
             chunk = ids[start : start + LOAD_CHUNK]
-            cursor.execute(
-                f"SELECT * FROM {self.table} WHERE id IN ({', '.join('?' * len(chunk))})", chunk
-            )
+            among, params = cursor.one_of("id", chunk)
+            cursor.execute(f"SELECT * FROM {self.table} WHERE {among}", params)
             for row in cursor.fetchall():
                 found[row["id"]] = self.decode(row)
         return found
@@ -170,7 +169,7 @@ class RowProjection(ABC):
 
     def encode(self, row: RowDict) -> list[Any]:
         return [
-            json.dumps(row[column], sort_keys=True) if column in self.json_columns else row[column]
+            encode_json(row[column]) if column in self.json_columns else row[column]
             for column in self.columns
         ]
 
@@ -183,11 +182,33 @@ class ChangesProjection(RowProjection):
     def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
         if row is None and not isinstance(event, self.created_by):
             return None  # events before the record's creation: cannot happen in an ordered log
-        return {**(row or {}), **self.changes(event, row or {}), **common_columns(event)}
+        changes = self._changes_of(type(event))(self, event, row or {})
+        return {**(row or {}), **changes, **common_columns(event)}
 
     def changes(self, event: Any, row: RowDict) -> RowDict:
-        """The columns the event sets, given the row before it."""
+        """The columns the event sets, given the row before it (subclasses make it a
+        ``singledispatchmethod``, one handler per event type)."""
         return {}
+
+    def _changes_of(self, event_type: type[Any]) -> Callable[[Any, Any, RowDict], RowDict]:
+        """The ``changes`` handler of an event type, looked up once: a singledispatchmethod
+        builds a new bound wrapper on every attribute access."""
+        handlers: dict[type[Any], Callable[[Any, Any, RowDict], RowDict]]
+        handlers = self.__dict__.setdefault("_changes_handlers", {})
+        handler = handlers.get(event_type)
+        if handler is None:
+            declared = inspect.getattr_static(type(self), "changes")
+            dispatcher = getattr(declared, "dispatcher", None)
+            handler = declared if dispatcher is None else dispatcher.dispatch(event_type)
+            handlers[event_type] = handler
+        return handler
+
+
+def encode_json(value: Any) -> str:
+    """A JSON column's text: keys sorted, so equal values are equal text."""
+    if not value:  # most lists and mappings in a record are empty
+        return "[]" if isinstance(value, list) else json.dumps(value)
+    return json.dumps(value, sort_keys=True)
 
 
 def common_columns(event: Any) -> RowDict:

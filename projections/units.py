@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
+from uuid import UUID
 
 MONEY_SCALE = 10_000  # value_e4: money in ten-thousandths, exact in BIGINT
 WEIGHTED_SCALE = MONEY_SCALE * 100  # weighted_e6: value_e4 × probability (percent)
@@ -22,10 +24,22 @@ def weighted_from_e6(weighted_e6: int) -> Decimal:
     return (Decimal(weighted_e6) / WEIGHTED_SCALE).quantize(Decimal("0.0001"))
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
 def micros(instant: datetime) -> int:
-    delta = instant.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    """Microseconds since 1970-01-01 UTC (a naive instant is taken as local time)."""
+    if instant.tzinfo is None:
+        instant = instant.astimezone(UTC)
+    return (instant - EPOCH) // ONE_MICROSECOND
 
 
 def instant_from_micros(value: int) -> datetime:
     return datetime.fromtimestamp(value // 1_000_000, tz=UTC).replace(microsecond=value % 1_000_000)
+
+
+@lru_cache(maxsize=4096)
+def organization_text(organization_id: UUID) -> str:
+    """An organization's id as text: a few organizations, on every row of every batch."""
+    return str(organization_id)

@@ -66,6 +66,7 @@ class ProjectionWorker:
         self.tracking_name = tracking_name
         self.follow_live = follow_live
         self.bulk_load_events = bulk_load_events
+        self._bulk_loading = False
         self.wakeup = threading.Event()
         self._progress = threading.Condition()
         self._stores: dict[int, ReadModelStore] = {}
@@ -116,6 +117,7 @@ class ProjectionWorker:
         """Fold a batch read after the tracked position into the read models, exactly once."""
         if batch.notifications:
             with self.store.transaction(commit=True) as cursor:
+                cursor.appends_only = self._bulk_loading
                 self.store.insert_tracking(cursor, Tracking(self.tracking_name, batch.last))
                 self.read_models.apply(cursor, batch.events)
             self.last_position = batch.last
@@ -134,16 +136,19 @@ class ProjectionWorker:
 
         The next batch is read and decoded in a second thread while this one is written:
         the database works on one while Python works on the other. From an empty store
-        over a long log, the indexes reads need are built once at the end."""
+        over a long log, the indexes reads need are built once at the end, and append-only
+        rows go straight into their tables (see :attr:`SqlCursor.appends_only`)."""
         self.follow_live_generation()
         head = self.events.head_position()
         start = self.position
         bulk_load = start == 0 and head >= self.bulk_load_events
         if bulk_load:
             self.read_models.drop_secondary_indexes()
+        self._bulk_loading = bulk_load
         try:
             return self._catch_up(start, head, on_batch)
         finally:
+            self._bulk_loading = False
             if bulk_load:
                 self.read_models.create_tables()  # builds the dropped indexes
 
