@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -36,13 +37,22 @@ class EventContextAsDict(Transcoding):
         }
 
     def decode(self, data: dict[str, Any]) -> EventContext:
+        command_id = UUID(data["command_id"])
+        correlation = data["correlation_id"]
         return EventContext(
-            organization_id=UUID(data["organization_id"]),
+            organization_id=organization_uuid(data["organization_id"]),
             actor_id=data["actor_id"],
             occurred_at=datetime.fromisoformat(data["occurred_at"]),
-            command_id=UUID(data["command_id"]),
-            correlation_id=UUID(data["correlation_id"]),
+            command_id=command_id,
+            # A command is usually its own correlation: one UUID parsed, not two.
+            correlation_id=command_id if correlation == data["command_id"] else UUID(correlation),
         )
+
+
+@lru_cache(maxsize=4096)
+def organization_uuid(hex_id: str) -> UUID:
+    """A few organizations, on every event decoded."""
+    return UUID(hex_id)
 
 
 def register_crm_transcodings(transcoder: JSONTranscoder) -> None:
