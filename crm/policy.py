@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aggregates.access import Capability, may
 from crm.identity import Actor, Authenticator, Unauthenticated
 
+MAX_SEGMENTS = 256  # first path segments remembered (unknown ones are not worth more)
 PUBLIC: Final = None
 MISSING: Final = object()
 READ_RECORDS, MANAGE_RECORDS = Capability.READ_RECORDS, Capability.MANAGE_RECORDS
@@ -137,6 +138,7 @@ class AccessControl:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._routes: list[Any] | None = None
+        self._by_segment: dict[str, list[Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,13 +173,32 @@ class AccessControl:
             self._routes = list(iter_route_contexts(app.routes))
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
         partial = None
-        for route in self._routes:
+        for route in self._candidates(first_segment(scope.get("path", ""))):
             match, _ = route.matches(scope)
             if match is Match.FULL:
                 return (method, route.path)
             if match is Match.PARTIAL and partial is None:
                 partial = route
         return None if partial is None else (method, partial.path)
+
+    def _candidates(self, segment: str) -> list[Any]:
+        """The routes, in order, whose path can start with ``segment``: a request is matched
+        against a handful of routes, not every one."""
+        found = self._by_segment.get(segment)
+        if found is None:
+            assert self._routes is not None
+            found = [
+                route
+                for route in self._routes
+                if first_segment(route.path) in (segment, "") or "{" in first_segment(route.path)
+            ]
+            if len(self._by_segment) < MAX_SEGMENTS:
+                self._by_segment[segment] = found
+        return found
+
+
+def first_segment(path: str) -> str:
+    return path.lstrip("/").split("/", 1)[0]
 
 
 def bearer_credential(header: str | None) -> str | None:
