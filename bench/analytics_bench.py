@@ -16,7 +16,6 @@ it as markdown to ``bench/results/analytics-<timestamp>.md``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import subprocess
@@ -33,8 +32,7 @@ from core import read_whole_log
 from dataset import HistoryBook
 from harness import CpuMeter, CrmServer, crm_executable
 from reads import HEALTH, ReadCase, http_latency
-from report import Report, Row, log, verdict
-from rich.console import Console
+from report import Report, Row, bench_arguments, log, publish, verdict
 
 from commands.service import CrmApplication
 from event_store.location import StoreLocation
@@ -230,21 +228,7 @@ def analytics_reads(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("CRM_TEST_POSTGRES_URL"),
-        help="an admin URL of a throwaway cluster [env: CRM_TEST_POSTGRES_URL]",
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--results", type=Path, default=BENCH / "results")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="first wait (at most this long) for other processes to leave the machine idle",
-    )
+    parser = bench_arguments(__doc__.split("\n\n")[0], BENCH / "results")
     args = parser.parse_args(argv)
     if not args.pg_url:
         parser.error("--pg-url or CRM_TEST_POSTGRES_URL is required (bench/analytics.sh has one)")
@@ -269,16 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         harness.drop_database(args.pg_url, BOOK)
 
-    console = Console(width=220)
-    console.print(report.table(title))
-    console.print(header)
-    args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"analytics-{datetime.now():%Y%m%d-%H%M%S}.md"
     reproduce = "bench/analytics.sh" + (" --quick" if args.quick else "")
-    path.write_text(f"# {title}\n\n{header}\n\nReproduce: `{reproduce}`\n\n{report.markdown()}")
-    console.print(f"written to {path}")
-    missed = [r for r in report.rows if r.verdict == "MISSED"]
-    console.print(f"{len(missed)} target(s) missed" if missed else "every target met")
+    publish(report, title, header, path, reproduce)
     return 0
 
 

@@ -19,7 +19,6 @@ and writes it as markdown to ``bench/results/core-<timestamp>.md``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import subprocess
@@ -48,8 +47,7 @@ from loadgen import (
 )
 from pgbaseline import run_pgbench
 from reads import CASES, HEALTH, http_latency, in_process_latency
-from report import Report, Row, log, verdict
-from rich.console import Console
+from report import Report, Row, bench_arguments, log, publish, verdict
 
 from commands.service import CrmApplication
 from event_store.location import StoreLocation
@@ -559,13 +557,7 @@ def describe_run(sizes: Sizes, quick: bool, admin_url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--pg-url",
-        default=os.environ.get("CRM_TEST_POSTGRES_URL"),
-        help="an admin URL of a throwaway cluster [env: CRM_TEST_POSTGRES_URL]",
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser = bench_arguments(__doc__.split("\n\n")[0], BENCH / "results")
     parser.add_argument(
         "--only",
         choices=("commands", "catch-up", "reads"),
@@ -573,15 +565,6 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these parts (reads need catch-up)",
     )
     parser.add_argument("--duration", type=float, help="seconds per command load")
-    parser.add_argument("--results", type=Path, default=BENCH / "results")
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="first wait (at most this long) for other processes to leave the "
-        "machine idle: a test run beside the benchmark skews every figure",
-    )
     args = parser.parse_args(argv)
     if not args.pg_url:
         parser.error("--pg-url or CRM_TEST_POSTGRES_URL is required (bench/run.sh starts one)")
@@ -619,19 +602,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             harness.drop_database(args.pg_url, book)
 
-    console = Console(width=220)
-    console.print(report.table(title))
-    console.print(header)
-    args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / f"core-{datetime.now():%Y%m%d-%H%M%S}.md"
     reproduce = "bench/run.sh" + (" --quick" if args.quick else "")
     if os.environ.get("CRM_BENCH_REV"):
         reproduce += f" --rev {os.environ['CRM_BENCH_REV'][:12]}"
-    path.write_text(f"# {title}\n\n{header}\n\nReproduce: `{reproduce}`\n\n{report.markdown()}")
-    shown = path.relative_to(BENCH.parent) if path.is_relative_to(BENCH.parent) else path
-    console.print(f"written to {shown}")
-    missed = [r for r in report.rows if r.verdict == "MISSED"]
-    console.print(f"{len(missed)} target(s) missed" if missed else "every target met")
+    publish(report, title, header, path, reproduce)
     return 0
 
 
