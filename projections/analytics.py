@@ -238,34 +238,6 @@ def duration_stats(days: list[float]) -> DurationStats:
     )
 
 
-# The 1-based ranks the median and p90 interpolate between, from a window query's ``rn`` and
-# ``n``; integer division on both stores: the floor of the rank.
-RANKS_OF_MEDIAN_AND_P90 = (
-    "rn IN ((n - 1) / 2 + 1, (n - 1) / 2 + 2, (n - 1) * 9 / 10 + 1, (n - 1) * 9 / 10 + 2)"
-)
-
-
-def ranked_duration_stats(rows: list[Any]) -> DurationStats:
-    """Stats from the rows a window query picked: count, mean and the values at the ranks
-    the median and p90 interpolate between (``rn`` is 1-based)."""
-    if not rows:
-        return DurationStats(0, None, None, None)
-    count = int(rows[0]["n"])
-    at_rank = {int(row["rn"]): int(row["duration_us"]) / MICROS_PER_DAY for row in rows}
-
-    def interpolated(tenths: int) -> float:
-        low, remainder = divmod((count - 1) * tenths, 10)  # exact, as in the query
-        high = min(low + 1, count - 1)
-        return at_rank[low + 1] + (at_rank[high + 1] - at_rank[low + 1]) * remainder / 10
-
-    return DurationStats(
-        deals=count,
-        mean_days=float(rows[0]["mean_us"]) / MICROS_PER_DAY,
-        median_days=interpolated(5),
-        p90_days=interpolated(9),
-    )
-
-
 def first_day_on_or_after(instant: datetime) -> date:
     """The first calendar day (UTC midnight) at or after an instant."""
     instant = instant.astimezone(UTC)
@@ -795,10 +767,9 @@ class SalesAnalytics:
         groups: Sequence[str] | None = None,
     ) -> dict[str, DurationStats]:
         """Count, mean, median and p90 in days of ``duration`` (µs) per ``group`` over
-        ``FROM source``. Only the figures leave the database: PostgreSQL computes the
-        percentiles; on SQLite, window ranks pick the rows they interpolate between. Naming
-        the ``groups`` (few, each an index range) has PostgreSQL aggregate each on its own:
-        no sort of the rows by group first."""
+        ``FROM source``. PostgreSQL computes them, only the figures leave it; SQLite hands
+        over the durations. Naming the ``groups`` (few, each an index range) reads each
+        range on its own: no sort of the rows by group first."""
         if self.store.dialect == "postgres":
             figures = (
                 f"COUNT(*) AS n, AVG({duration}) AS mean_us, percentile_cont(ARRAY[0.5, 0.9]) "
@@ -822,19 +793,22 @@ class SalesAnalytics:
                 for row in self._query(statement, arguments)
                 if int(row["n"])
             }
-        rows = self._query(
-            "SELECT grp, n, mean_us, rn, duration_us FROM ("
-            f"SELECT {group} AS grp, {duration} AS duration_us, "
-            f"ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY {duration}) AS rn, "
-            f"COUNT(*) OVER (PARTITION BY {group}) AS n, "
-            f"AVG({duration}) OVER (PARTITION BY {group}) AS mean_us "
-            f"FROM {source}) ranked WHERE {RANKS_OF_MEDIAN_AND_P90}",
-            params,
-        )
-        by_group: dict[str, list[Any]] = defaultdict(list)
+        # SQLite runs in this process: the durations themselves are cheap to take, and
+        # sorting them here beats window functions over the rows.
+        if groups is None:
+            rows = self._query(f"SELECT {group} AS grp, {duration} AS d FROM {source}", params)
+        else:
+            rows = [
+                {"grp": key, "d": row["d"]}
+                for key in groups
+                for row in self._query(
+                    f"SELECT {duration} AS d FROM {source} AND {group} = ?", [*params, key]
+                )
+            ]
+        by_group: dict[str, list[float]] = defaultdict(list)
         for row in rows:
-            by_group[row["grp"]].append(row)
-        return {key: ranked_duration_stats(ranked) for key, ranked in by_group.items()}
+            by_group[row["grp"]].append(int(row["d"]) / MICROS_PER_DAY)
+        return {key: duration_stats(days) for key, days in by_group.items()}
 
     @staticmethod
     def _now_us(where: AnalyticsFilter) -> int:
