@@ -700,8 +700,11 @@ class SalesAnalytics:
         found.sort(key=lambda visit: (visit.deal_id, visit.pipeline_id, visit.visit_no))
         return found if limit is None else found[:limit]
 
-    def rotting(self, where: AnalyticsFilter, threshold_days: dict[str, float]) -> list[Visit]:
-        """Open deals whose current visit of a stage is longer than that stage's threshold."""
+    def rotting(
+        self, where: AnalyticsFilter, threshold_days: dict[str, float], limit: int | None = None
+    ) -> list[Visit]:
+        """Open deals whose current visit of a stage is longer than that stage's threshold,
+        longest first; the first ``limit`` of them, if given."""
         pipelines = self._checked(where)
         stuck = []
         for pipeline in self._selected(where, pipelines):
@@ -719,9 +722,10 @@ class SalesAnalytics:
             clauses.append(
                 "(" + " OR ".join(["(stage = ? AND entered_at_us < ?)"] * len(limits)) + ")"
             )
-            params += [value for limit in limits for value in limit]
-            stuck += self._visits(where, clauses, params)
-        return sorted(stuck, key=lambda v: -v.days)
+            params += [value for stage_limit in limits for value in stage_limit]
+            stuck += self._visits(where, clauses, params, limit, order="entered_at_us, id")
+        stuck.sort(key=lambda v: -v.days)
+        return stuck if limit is None else stuck[:limit]
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -731,11 +735,12 @@ class SalesAnalytics:
         clauses: list[str],
         params: list[Any],
         limit: int | None = None,
+        order: str = "id, visit_no",
     ) -> list[Visit]:
         now_us = self._now_us(where)
         rows = self._query(
             "SELECT id, pipeline_id, stage, visit_no, from_stage, entered_at_us, left_at_us "
-            f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} ORDER BY id, visit_no"
+            f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} ORDER BY {order}"
             + ("" if limit is None else " LIMIT ?"),
             params if limit is None else [*params, limit],
         )

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TRACKING_NAME = "read_models"
 IDLE_POLL_SECONDS = 1.0
+LIVE_CHECK_SECONDS = 1.0  # how often a following worker asks which generation is live
 BULK_LOAD_EVENTS = 50_000  # a catch-up from empty over at least this many events: a bulk load
 
 
@@ -174,16 +175,29 @@ class ProjectionWorker:
         return seen
 
     def run(self, stop: threading.Event) -> None:
-        """Follow the log until ``stop`` is set, sleeping on :attr:`wakeup` when caught up."""
+        """Follow the log until ``stop`` is set, sleeping on :attr:`wakeup` when caught up.
+
+        Each batch starts where this worker's last one ended, and the live generation is
+        looked up at most once a second: a busy worker makes no query for either. The
+        position is read again after any failure — a batch another worker recorded first
+        fails its tracking write — and on a generation switch."""
+        reload, checked = True, -LIVE_CHECK_SECONDS
         while not stop.is_set():
             self.wakeup.clear()
             try:
-                result = self.process_batch()
+                if time.monotonic() - checked >= LIVE_CHECK_SECONDS:
+                    self.follow_live_generation()  # a switch reloads the position
+                    checked = time.monotonic()
+                if reload:
+                    self.last_position, reload = self.position, False
+                result = self.apply(self.read_batch(self.last_position))
             except IntegrityError:
                 log.info("another worker recorded this batch first; reloading the position")
+                reload = True
                 continue
             except Exception:
                 log.exception("projection batch failed; retrying in a second")
+                reload = True
                 stop.wait(1.0)
                 continue
             if result.notifications == 0:

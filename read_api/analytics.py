@@ -152,10 +152,12 @@ def rotting(
         list[str] | None,
         Query(description="Per-stage thresholds overriding days, e.g. stage_days=lead:14"),
     ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Visits:
-    """Open deals stuck in their stage longer than the stage's threshold, longest first."""
+    """Open deals stuck in their stage longer than the stage's threshold, longest first
+    (the first ``limit``)."""
     thresholds = per_stage_thresholds(reads, where, days, stage_days or [])
-    return Visits(visits=reads.analytics.rotting(where, thresholds))
+    return Visits(visits=reads.analytics.rotting(where, thresholds, limit))
 
 
 @router.get("/forecast")
