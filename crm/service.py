@@ -30,6 +30,9 @@ from projections.worker import TRACKING_NAME, ProjectionWorker
 from read_api.dependencies import ReadSide
 
 LIVE_CHECK_SECONDS = 1.0
+# A projection process of its own waits this long after a partial batch for more events: it
+# has a core to itself and would otherwise fold each save alone, at twice PostgreSQL's CPU.
+GATHER_SECONDS = 0.01
 IDENTITY_RECORDS = (ApiToken, Membership, Organization)
 
 
@@ -162,6 +165,7 @@ def follow_store(settings: Settings, stop: threading.Event) -> None:
         ReadModelStore(location, generations.live().number),
         batch_size=settings.projection_batch_size,
         follow_live=generations,
+        gather_seconds=GATHER_SECONDS,
     )
     if location.postgres is not None:
         listen_for_new_events(location.postgres, events.notify_channel, worker.wakeup, stop)

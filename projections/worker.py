@@ -59,6 +59,7 @@ class ProjectionWorker:
         tracking_name: str = TRACKING_NAME,
         follow_live: Generations | None = None,
         bulk_load_events: int = BULK_LOAD_EVENTS,
+        gather_seconds: float = 0.0,
     ) -> None:
         """With ``follow_live``, the worker moves to whichever generation is live at the
         start of each batch (a rebuild elsewhere may switch it)."""
@@ -67,6 +68,7 @@ class ProjectionWorker:
         self.tracking_name = tracking_name
         self.follow_live = follow_live
         self.bulk_load_events = bulk_load_events
+        self.gather_seconds = gather_seconds
         self._bulk_loading = False
         self.wakeup = threading.Event()
         self._progress = threading.Condition()
@@ -202,6 +204,12 @@ class ProjectionWorker:
                 continue
             if result.notifications == 0:
                 self.wakeup.wait(IDLE_POLL_SECONDS)
+            elif result.notifications < self.batch_size and self.gather_seconds:
+                # Busy but not behind: let a few more saves arrive first, so that a steady
+                # stream of commands makes fewer, larger batches (each is a transaction and
+                # a few statements per read model). The first event after a quiet spell
+                # still goes at once.
+                stop.wait(self.gather_seconds)
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until the read models include ``position`` or ``timeout`` passes."""
