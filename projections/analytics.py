@@ -951,11 +951,14 @@ def _stage_ranks(pipeline: Pipeline) -> dict[str, int]:
 
 def _rank_sql(pipeline: Pipeline) -> str:
     """A SQL CASE giving ``@stage`` its rank (:func:`_stage_ranks`); unknown stages rank -1."""
-    cases = [
-        f"WHEN '{stage_id.replace(chr(39), chr(39) * 2)}' THEN {rank}"
-        for stage_id, rank in _stage_ranks(pipeline).items()
-    ]
+    ranks = _stage_ranks(pipeline)
+    cases = [f"WHEN {sql_text(stage_id)} THEN {rank}" for stage_id, rank in ranks.items()]
     return "(CASE @stage " + " ".join(cases) + " ELSE -1 END)"
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def as_of_day(where: AnalyticsFilter) -> date:
