@@ -82,24 +82,6 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         subprocess.run([str(KAFKA_SCRIPT), "stop", str(directory)], timeout=120, check=False)
 
 
-@pytest.fixture
-def app(kafka_settings: Settings) -> Iterator[CrmApplication]:
-    application = CrmApplication(kafka_settings.location())
-    try:
-        yield application
-    finally:
-        application.close()
-
-
-@pytest.fixture
-def read_store(kafka_settings: Settings) -> Iterator[ReadModelStore]:
-    store = ReadModelStore(kafka_settings.location())
-    try:
-        yield store
-    finally:
-        store.close()
-
-
 def stream_environment(settings: Settings, **overrides: str) -> dict[str, str]:
     return crm_environment(
         settings,

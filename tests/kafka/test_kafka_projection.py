@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-
-import pytest
 
 from commands.service import CrmApplication
-from crm.kafka_wiring import build_relay
 from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
 from event_store.relay import EventRelay
@@ -22,35 +18,6 @@ from tests.kafka.stream import (
     rebuilt_from_store,
     wait_for,
 )
-
-
-@pytest.fixture
-def app(kafka_settings: Settings) -> Iterator[CrmApplication]:
-    application = CrmApplication(kafka_settings.location())
-    try:
-        yield application
-    finally:
-        application.close()
-
-
-@pytest.fixture
-def relay(kafka_settings: Settings) -> Iterator[EventRelay]:
-    built = build_relay(kafka_settings)
-    try:
-        yield built
-    finally:
-        built.close()
-        built.events.close()
-        built.store.close()
-
-
-@pytest.fixture
-def read_store(kafka_settings: Settings) -> Iterator[ReadModelStore]:
-    store = ReadModelStore(kafka_settings.location())
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def test_read_models_built_by_two_kafka_workers_equal_those_built_from_the_store_row_by_row(

@@ -5,38 +5,15 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from collections.abc import Iterator
 
 import jsonschema  # type: ignore[import-untyped]
-import pytest
 
 from commands.service import CrmApplication
-from crm.kafka_wiring import build_relay
 from crm.settings import Settings
 from event_store.envelope import envelope_schema
 from event_store.read_model_store import ReadModelStore
 from event_store.relay import RELAY_OFFSETS_TABLE, EventRelay
 from tests.kafka.stream import generate, read_topic
-
-
-@pytest.fixture
-def app(kafka_settings: Settings) -> Iterator[CrmApplication]:
-    application = CrmApplication(kafka_settings.location())
-    try:
-        yield application
-    finally:
-        application.close()
-
-
-@pytest.fixture
-def relay(kafka_settings: Settings) -> Iterator[EventRelay]:
-    built = build_relay(kafka_settings)
-    try:
-        yield built
-    finally:
-        built.close()
-        built.events.close()
-        built.store.close()
 
 
 def test_the_relay_publishes_every_stored_event_keyed_by_record_in_log_order(
