@@ -624,25 +624,13 @@ class SalesAnalytics:
                     where.as_of_us,
                 ],
             )[0]
-            entries = [
-                {
-                    "stage": stage_id,
-                    "entered": counted_entries[f"entered_{n}"],
-                    "converted": counted_entries[f"converted_{n}"],
-                }
-                for n, stage_id in enumerate(open_ids)
-            ]
-            found = {row["stage"]: row for row in entries}
-            for stage in pipeline.stages:
-                if stage.kind is not StageKind.OPEN:
-                    continue
-                row = found.get(stage.id)
-                entered = int(row["entered"]) if row else 0
-                converted = int(row["converted"] or 0) if row else 0
+            for n, stage_id in enumerate(open_ids):  # the open stages, in pipeline order
+                entered = int(counted_entries[f"entered_{n}"])
+                converted = int(counted_entries[f"converted_{n}"] or 0)
                 stages.append(
                     StageConversion(
                         pipeline.id,
-                        stage.id,
+                        stage_id,
                         entered,
                         converted,
                         converted / entered if entered else None,

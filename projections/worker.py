@@ -97,12 +97,6 @@ class ProjectionWorker:
     def position(self) -> int:
         return self.store.position(self.tracking_name)
 
-    def process_batch(self) -> BatchResult:
-        """Apply the next batch after the tracked position; 0 notifications when caught up."""
-        self.follow_live_generation()
-        start = self.position
-        return self.apply(self.read_batch(start))
-
     def read_batch(self, start: int) -> Batch:
         """The notifications after ``start`` and the projected events among them, decoded."""
         notifications = self.events.recorder.select_notifications(
