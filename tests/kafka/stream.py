@@ -228,12 +228,19 @@ def read_position(store: ReadModelStore) -> int:
     return store.position(TRACKING_NAME)
 
 
+def group_of_this_test(settings: Settings, name: str) -> str:
+    """A consumer group no other test shares: a killed member of an earlier test's group
+    stays in it until its session times out, and would hold up this test's rebalances."""
+    return f"{name}.{settings.kafka_topic}"
+
+
 @contextmanager
 def kafka_workers(
     settings: Settings, group: str, count: int
 ) -> Iterator[list[KafkaProjectionWorker]]:
     """``count`` Kafka-fed workers of ``group``, in threads of this process."""
     stop = threading.Event()
+    group = group_of_this_test(settings, group)
     workers = [build_kafka_worker(settings, group) for _ in range(count)]
     threads = [
         threading.Thread(target=w.run, args=(stop,), name=f"kafka-worker-{n}", daemon=True)

@@ -29,6 +29,7 @@ from tests.kafka.stream import (
     broker_address,
     dump,
     generate,
+    group_of_this_test,
     read_position,
     read_topic,
     rebuilt_from_store,
@@ -93,8 +94,8 @@ def stream_environment(settings: Settings, **overrides: str) -> dict[str, str]:
     )
 
 
-def worker_args(group: str) -> list[str]:
-    return ["project", "--source", "kafka", "--group", group]
+def worker_args(settings: Settings, group: str) -> list[str]:
+    return ["project", "--source", "kafka", "--group", group_of_this_test(settings, group)]
 
 
 def relay_position(store: ReadModelStore, settings: Settings) -> int:
@@ -137,8 +138,8 @@ def test_a_broker_outage_while_the_relay_publishes_and_workers_consume_loses_not
         env = stream_environment(settings)
         with (
             running(["relay"], env, tmp_path / "relay.log") as relay,
-            running(worker_args("outage"), env, tmp_path / "w1.log") as w1,
-            running(worker_args("outage"), env, tmp_path / "w2.log") as w2,
+            running(worker_args(settings, "outage"), env, tmp_path / "w1.log") as w1,
+            running(worker_args(settings, "outage"), env, tmp_path / "w2.log") as w2,
         ):
             with writing(app, deals, seed=21):
                 wait_until(lambda: read_position(store) > 0, 60, "read models fed", w1)
@@ -238,8 +239,8 @@ def test_a_relay_killed_mid_batch_again_and_again_loses_no_event_and_counts_none
         assert relay.stop() == 0, relay.output()
     messages = assert_every_event_in_the_topic(settings, app)
     with (
-        running(worker_args("after-kills"), env, tmp_path / "w1.log") as w1,
-        running(worker_args("after-kills"), env, tmp_path / "w2.log"),
+        running(worker_args(settings, "after-kills"), env, tmp_path / "w1.log") as w1,
+        running(worker_args(settings, "after-kills"), env, tmp_path / "w2.log"),
     ):
         wait_until(lambda: read_position(read_store) == head, 120, f"read position {head}", w1)
 
@@ -262,13 +263,13 @@ def test_a_worker_killed_during_a_rebalance_leaves_its_partitions_to_the_survivo
 
     with (
         running(["relay"], env, tmp_path / "relay.log") as relay,
-        running(worker_args("rebalance"), env, logs[0]) as w1,
-        running(worker_args("rebalance"), env, logs[1]) as w2,
+        running(worker_args(settings, "rebalance"), env, logs[0]) as w1,
+        running(worker_args(settings, "rebalance"), env, logs[1]) as w2,
     ):
         with writing(app, deals, seed=41):
             wait_until(lambda: read_position(read_store) > 0, 60, "the first batches", w1)
             revocations = logs[0].read_text().count("partitions revoked")
-            w3 = CrmProcess(worker_args("rebalance"), env, logs[2])
+            w3 = CrmProcess(worker_args(settings, "rebalance"), env, logs[2])
             try:
                 wait_until(
                     lambda: logs[0].read_text().count("partitions revoked") > revocations,
