@@ -34,6 +34,7 @@ from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
 from kafka.errors import KafkaError  # type: ignore[import-untyped]
+from kafka.structs import MemberState  # type: ignore[import-untyped]
 
 from event_store.envelope import EnvelopeDecoder
 from event_store.read_model_store import ReadModelStore, SqlCursor
@@ -53,6 +54,8 @@ EAGER_SECONDS = 1.0
 RETRY_SECONDS = 1.0
 CONFLICT_RETRY_SECONDS = 0.2
 CLOSE_TIMEOUT_MS = 5_000
+SESSION_TIMEOUT_MS = 10_000
+STUCK_REBALANCE_SECONDS = 3 * SESSION_TIMEOUT_MS / 1000
 
 ConsumerFactory = Callable[[], Any]
 Polled = Mapping[Any, Sequence[Any]]
@@ -68,7 +71,7 @@ def new_consumer(bootstrap_servers: str, group: str, client_id: str = "crm-proje
         auto_offset_reset="earliest",
         allow_auto_create_topics=False,
         # A dead member is noticed after session_timeout_ms; the survivors then take over.
-        session_timeout_ms=10_000,
+        session_timeout_ms=SESSION_TIMEOUT_MS,
         heartbeat_interval_ms=1_000,
         max_poll_interval_ms=120_000,
         fetch_max_wait_ms=100,
@@ -86,8 +89,10 @@ class KafkaBatchResult:
     stale_messages: int
 
 
-class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Runs inside ``poll()``: start each newly assigned partition at its stored offset."""
+class _NoteAssignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs on the consumer's IO thread, where no blocking I/O belongs (heartbeats and the
+    group protocol wait for it): it only notes the new partitions; the worker seeks them to
+    their stored offsets after ``poll()`` returns."""
 
     def __init__(self, worker: KafkaProjectionWorker) -> None:
         self._worker = worker
@@ -97,7 +102,7 @@ class _SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
 
     def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-        self._worker.seek_to_stored_offsets(assigned)
+        self._worker.note_assigned(assigned)
 
     def on_partitions_lost(self, lost: Iterable[Any]) -> None:
         log.warning("partitions lost (left the group): %s", sorted(tp.partition for tp in lost))
@@ -131,7 +136,10 @@ class KafkaProjectionWorker:
         self._create_tables()
         self._consumer_factory = consumer_factory
         self._consumer: Any = None
-        self._listener = _SeekToStoredOffsets(self)
+        self._listener = _NoteAssignments(self)
+        self._assigned_lock = threading.Lock()
+        self._newly_assigned: set[Any] = set()  # noted on the IO thread, sought on this one
+        self._unsettled_since: float | None = None  # when the group last stopped being stable
         self._applied_position = 0  # the newest log position this worker applied
         self._read_position = 0  # the watermark as this worker last computed it
         self._eager_until = 0.0  # poll briefly until then: something moved just now
@@ -185,6 +193,13 @@ class KafkaProjectionWorker:
         eager = covering and time.monotonic() < self._eager_until
         timeout = COVERING_POLL_TIMEOUT_MS if eager else POLL_TIMEOUT_MS
         polled = consumer.poll(timeout_ms=timeout, max_records=self.batch_size)
+        if newly_assigned := self._take_newly_assigned():
+            # Fetched before the seek, from the group's start: the stored offsets say where.
+            self.seek_to_stored_offsets(newly_assigned)
+            polled = {tp: m for tp, m in polled.items() if tp not in newly_assigned}
+        if self._stuck_rebalancing(consumer):
+            self.close()  # the next poll joins the group afresh
+            return KafkaBatchResult(0, 0, 0)
         result = self.apply(polled) if polled else KafkaBatchResult(0, 0, 0)
         before = self._read_position
         if self.advance_read_position() > before or polled:
@@ -193,6 +208,8 @@ class KafkaProjectionWorker:
 
     def close(self) -> None:
         consumer, self._consumer = self._consumer, None
+        self._unsettled_since = None
+        self._take_newly_assigned()  # the next consumer's assignments are its own
         if consumer is not None:
             consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
 
@@ -258,6 +275,36 @@ class KafkaProjectionWorker:
         return {partition: found.get(partition, (0, 0)) for partition in partitions}
 
     # --- where each partition starts -------------------------------------------------------
+
+    def note_assigned(self, partitions: Iterable[Any]) -> None:
+        with self._assigned_lock:
+            self._newly_assigned.update(tp for tp in partitions if tp.topic == self.topic)
+
+    def _take_newly_assigned(self) -> set[Any]:
+        with self._assigned_lock:
+            taken, self._newly_assigned = self._newly_assigned, set()
+        return taken
+
+    def _stuck_rebalancing(self, consumer: Any) -> bool:
+        """True after STUCK_REBALANCE_SECONDS without a stable group membership: time to
+        leave and join again. A rebalance waits at most a session timeout for a dead member;
+        one that lasts longer is a consumer that lost track of its own join (seen with
+        kafka-python 3.0.12 on a loaded machine: the group moved on without this member, and
+        it never noticed)."""
+        if consumer.group_metadata().state == MemberState.STABLE:
+            self._unsettled_since = None
+            return False
+        now = time.monotonic()
+        if self._unsettled_since is None:
+            self._unsettled_since = now
+            return False
+        if now - self._unsettled_since <= STUCK_REBALANCE_SECONDS:
+            return False
+        log.warning(
+            "no stable group membership for %.0f s; joining again", now - self._unsettled_since
+        )
+        self._unsettled_since = None
+        return True
 
     def seek_to_stored_offsets(self, partitions: Iterable[Any]) -> None:
         """Point the consumer at the stored offset of each partition (0 if none is stored)."""
