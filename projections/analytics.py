@@ -452,11 +452,21 @@ class SalesAnalytics:
         """won / (won + lost) among deals closed in the period."""
         self._checked(where)
         states = DealStates(where).closed_in(where)
-        rows = self._query(
-            f"SELECT status, COUNT(*) AS deals FROM {states.table} WHERE {states.where} "
-            "GROUP BY status",
-            states.params,
-        )
+        if where.as_of is None:  # each outcome a range of an index: counted side by side
+            rows = self._query_side_by_side(
+                f"SELECT CAST(? AS TEXT) AS status, COUNT(*) AS deals FROM {states.table} "
+                f"WHERE {states.where} AND status = ?",
+                [
+                    [key, *states.params, key]
+                    for key in (DealStatus.WON.value, DealStatus.LOST.value)
+                ],
+            )
+        else:  # one scan of the history serves both
+            rows = self._query(
+                f"SELECT status, COUNT(*) AS deals FROM {states.table} WHERE {states.where} "
+                "GROUP BY status",
+                states.params,
+            )
         counts = {row["status"]: int(row["deals"]) for row in rows}
         won, lost = counts.get(DealStatus.WON.value, 0), counts.get(DealStatus.LOST.value, 0)
         return WinRate(won=won, lost=lost, win_rate=won / (won + lost) if won + lost else None)

@@ -163,15 +163,16 @@ def test_how_the_forecast_for_a_month_changed_over_time_matches(
     assert_matches(history.read(probe), expected)
 
 
-def test_given_every_side_by_side_slot_busy_when_the_sales_cycle_is_read_then_it_still_matches(
-    history: GeneratedHistory,
+@pytest.mark.parametrize("name", ["sales cycle", "win rate"])
+def test_given_every_side_by_side_slot_busy_when_an_outcome_split_analytic_is_read_then_it_matches(
+    history: GeneratedHistory, name: str
 ) -> None:
-    # On PostgreSQL each outcome's percentiles are computed on a connection of its own; with
-    # those slots taken by other requests, the one-statement path answers instead.
+    # On PostgreSQL each outcome (won, lost) is computed on a connection of its own; with those
+    # slots taken by other requests, the one-statement path answers instead.
     slots = analytics_module._SIDE_BY_SIDE_SLOTS
     taken = [slots.acquire(blocking=False) for _ in range(2)]
     try:
-        check(history, "sales cycle", QUERIES["everything now"])
+        check(history, name, QUERIES["everything now"])
     finally:
         for held in taken:
             if held:
