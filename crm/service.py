@@ -26,10 +26,9 @@ from projections.history import RecordHistory
 from projections.pipelines import PipelineQueries, open_deal_ids
 from projections.queries import RecordQueries
 from projections.read_models import ReadModels
-from projections.worker import TRACKING_NAME, ProjectionWorker
+from projections.worker import LIVE_CHECK_SECONDS, TRACKING_NAME, ProjectionWorker
 from read_api.dependencies import ReadSide
 
-LIVE_CHECK_SECONDS = 1.0
 # A projection process of its own waits this long after a partial batch for more events: it
 # has a core to itself and would otherwise fold each save alone, at twice PostgreSQL's CPU.
 GATHER_SECONDS = 0.01

@@ -802,13 +802,10 @@ class SalesAnalytics:
         if groups is None:
             rows = self._query(f"SELECT {group} AS grp, {duration} AS d FROM {source}", params)
         else:
-            rows = [
-                {"grp": key, "d": row["d"]}
-                for key in groups
-                for row in self._query(
-                    f"SELECT {duration} AS d FROM {source} AND {group} = ?", [*params, key]
-                )
-            ]
+            rows = self._query_one_by_one(
+                f"SELECT CAST(? AS TEXT) AS grp, {duration} AS d FROM {source} AND {group} = ?",
+                [[key, *params, key] for key in groups],
+            )
         by_group: dict[str, list[float]] = defaultdict(list)
         for row in rows:
             by_group[row["grp"]].append(int(row["d"]) / MICROS_PER_DAY)
@@ -926,9 +923,9 @@ class SalesAnalytics:
 
     def _query_side_by_side(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
         """``statement`` once per parameter list, each on a connection of its own at the same
-        time, in one snapshot: each sorts its own rows (a percentile), and one backend would
-        sort them one after the other. The first transaction exports its snapshot; the others
-        import it, so the parts add up as a single statement's would."""
+        time, in one snapshot: one backend would read (and sort) the parts one after the
+        other. The first transaction exports its snapshot; the others import it, so the parts
+        add up as a single statement's would."""
         if len(each_params) < 2 or self.store.dialect != "postgres":
             return self._query_one_by_one(statement, each_params)
         # A request holds its first connection while its other parts wait for theirs: with
@@ -965,7 +962,7 @@ class SalesAnalytics:
 
 
 # The parts of one analytic that PostgreSQL computes side by side (see
-# Analytics._query_side_by_side): threads that wait on the database, and at most two
+# SalesAnalytics._query_side_by_side): threads that wait on the database, and at most two
 # requests at a time doing so.
 _SIDE_BY_SIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="analytics-part")
 _SIDE_BY_SIDE_SLOTS = threading.BoundedSemaphore(2)
