@@ -31,11 +31,6 @@ class NeverSettled:
 
     def __init__(self, consumer: Any) -> None:
         self._consumer = consumer
-        self.closed = False
-
-    def close(self, **options: Any) -> None:
-        self.closed = True
-        self._consumer.close(**options)
 
     def group_metadata(self) -> Any:
         return self._consumer.group_metadata()._replace(state="<rebalancing>")
@@ -50,6 +45,7 @@ def test_given_a_consumer_that_never_settles_when_the_limit_passes_then_the_work
     relay: EventRelay,
     read_store: ReadModelStore,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(kafka_worker, "STUCK_REBALANCE_SECONDS", 0.5)
     generate(app, random.Random(12), clients=10, deals=60, rounds=3)
@@ -76,5 +72,6 @@ def test_given_a_consumer_that_never_settles_when_the_limit_passes_then_the_work
         thread.join(timeout=30)
         worker.store.close()
 
-    assert consumers[0].closed, "the stuck consumer was not closed"
+    # The fresh consumer came from the watchdog, not from some failure that also closes one.
+    assert any("no stable group membership" in r.getMessage() for r in caplog.records)
     assert_same_read_models(dump(read_store), rebuilt_from_store(app, read_store))
