@@ -146,6 +146,10 @@ class RateTable:
         index = bisect.bisect_right(days, day_of(at)) - 1
         return None if index < 0 else self._rates[currency][index]
 
+    def effective_days(self) -> dict[str, list[date]]:
+        """Each currency's effective dates, ascending (the base currency has none)."""
+        return {currency: list(days) for currency, days in self._dates.items()}
+
     def to_base(self, amount: Decimal, currency: str, at: date | datetime) -> Decimal | None:
         """``amount`` of ``currency`` in the base currency at ``at``; None without a rate."""
         rate = self.rate(currency, at)

@@ -29,11 +29,18 @@ from aggregates.deal import DealStatus
 from aggregates.exchange_rates import RateTable
 from aggregates.pipeline import PIPELINES, StageKind
 from aggregates.pipeline import PipelineDefinition as Pipeline
-from event_store.read_model_store import ReadModelStore, SqlCursor
-from projections.currency import FOUR_PLACES, BaseAmount, Rates
-from projections.deals import PIPELINE_TOTALS_TABLE, PIPELINE_VALUE_TABLE, STAGE_VISITS_TABLE
+from event_store.read_model_store import ReadModelStore, SqlCursor, sql_text
+from projections.currency import EPOCH_DAY, FOUR_PLACES, BaseAmount, Rates, rate_day_sql
+from projections.deals import (
+    CLOSED_DEALS,
+    OPEN_DEALS,
+    PIPELINE_TOTALS_TABLE,
+    PIPELINE_VALUE_TABLE,
+    STAGE_VISITS_TABLE,
+)
 from projections.listing import InvalidQuery
 from projections.row_projection import FOREVER_US
+from projections.spans import valid_at_by_span
 from projections.units import (
     MICROS_PER_DAY,
     instant_from_micros,
@@ -253,6 +260,8 @@ class DealStates:
     def __init__(self, where: AnalyticsFilter) -> None:
         self.clauses: list[str] = ["organization_id = ?"]
         self.params: list[Any] = [str(where.organization_id)]
+        self.as_of_us = None if where.as_of is None else where.as_of_us
+        self.by_span = False
         if where.as_of is None:
             self.table = "rm_deals"
         else:
@@ -272,24 +281,36 @@ class DealStates:
         return self
 
     def closed_in(self, where: AnalyticsFilter) -> DealStates:
-        """Won or lost (as of the instant), with the close inside the period."""
-        return self.also(
-            "status IN (?, ?) AND closed_at_us >= ? AND closed_at_us < ?",
-            DealStatus.WON.value,
-            DealStatus.LOST.value,
-            where.from_us,
-            where.to_us,
-        )
+        """Won or lost (as of the instant), with the close inside the period. As of an
+        instant, a deal closed by then closed at or before it: that bounds the index range."""
+        self.also(CLOSED_DEALS)
+        if where.as_of is not None:
+            self.also("closed_at_us <= ?", where.as_of_us)
+        return self.also("closed_at_us >= ?", where.from_us).also("closed_at_us < ?", where.to_us)
 
     def open_deals(self) -> DealStates:
-        return self.also("status = ? AND archived = 0", DealStatus.OPEN.value)
+        """Open and not archived — as of an instant, read span class by span class from the
+        open versions' index (:mod:`projections.spans`)."""
+        self.by_span = self.as_of_us is not None
+        return self.also(OPEN_DEALS)
 
     @property
     def where(self) -> str:
         return " AND ".join(self.clauses)
 
+    def select(self, columns: str) -> tuple[str, list[Any]]:
+        """``SELECT columns`` of these deals, a statement to select FROM, and its parameters."""
+        statement = f"SELECT {columns} FROM {self.table} WHERE {self.where}"
+        if not self.by_span:
+            return statement, list(self.params)
+        assert self.as_of_us is not None
+        parts = valid_at_by_span(self.as_of_us)
+        return (
+            " UNION ALL ".join(f"{statement} AND {span}" for span, _ in parts),
+            [value for _, span_params in parts for value in (*self.params, *span_params)],
+        )
 
-EPOCH_DAY = date(1970, 1, 1)
+
 CLOSE_DAY = "closed_at_us / 86400000000"  # whole days since 1970-01-01 UTC, on both stores
 
 
@@ -339,11 +360,11 @@ class SalesAnalytics:
 
     @staticmethod
     def closed_in_base(rows: Iterable[Any], rates: RateTable) -> BaseAmount:
-        """Closed money (rows of currency, close_day, value_e4 summed over the deals closed
-        that day) at each close day's rate."""
+        """Closed money (rows of currency, rate_day and value_e4 summed over the deals closed
+        that day, or converted by that day's rate: :func:`rate_day_sql`) at the day's rate."""
         amount = BaseAmount(rates.base_currency)
         for row in rows:
-            on = EPOCH_DAY + timedelta(days=int(row["close_day"]))
+            on = EPOCH_DAY + timedelta(days=int(row["rate_day"]))
             amount.add(rates, money_from_e4(int(row["value_e4"])), row["currency"], on)
         return amount.rounded()
 
@@ -358,12 +379,12 @@ class SalesAnalytics:
         else:
             states = DealStates(where).open_deals()
             self._expected_close_in(states, where)
+            deals, params = states.select("pipeline_id, stage, currency, value_e4, probability")
             rows = self._query(
                 "SELECT pipeline_id, stage, currency, COUNT(*) AS deals, "
                 "SUM(value_e4) AS value_e4, SUM(value_e4 * probability) AS weighted_e6 "
-                f"FROM {states.table} WHERE {states.where} "
-                "GROUP BY pipeline_id, stage, currency",
-                states.params,
+                f"FROM ({deals}) open_deals GROUP BY pipeline_id, stage, currency",
+                params,
             )
         by_stage: dict[tuple[str, str], list[Any]] = defaultdict(list)
         for row in rows:
@@ -410,15 +431,15 @@ class SalesAnalytics:
                 micros(datetime.combine(only_month, time(0), UTC)),
                 micros(datetime.combine(following, time(0), UTC)),
             )
+        deals, params = states.select("expected_close_date, currency, value_e4, probability")
         open_rows = self._query(
             "SELECT substr(expected_close_date, 1, 7) AS month, currency, COUNT(*) AS deals, "
             "SUM(value_e4) AS value_e4, SUM(value_e4 * probability) AS weighted_e6 "
-            f"FROM {states.table} WHERE {states.where} "
-            "GROUP BY substr(expected_close_date, 1, 7), currency",
-            states.params,
+            f"FROM ({deals}) open_deals GROUP BY substr(expected_close_date, 1, 7), currency",
+            params,
         )
-        won_rows = self._query(
-            f"SELECT currency, {CLOSE_DAY} AS close_day, COUNT(*) AS deals, "
+        won_rows = self._query(  # by close day: its month, and the rate it converts at
+            f"SELECT currency, {CLOSE_DAY} AS rate_day, COUNT(*) AS deals, "
             f"SUM(value_e4) AS value_e4 FROM {won.table} WHERE {won.where} "
             f"GROUP BY currency, {CLOSE_DAY}",
             won.params,
@@ -428,7 +449,7 @@ class SalesAnalytics:
             by_month[row["month"]].append(row)
         won_by_month: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in won_rows:
-            month = (EPOCH_DAY + timedelta(days=int(row["close_day"]))).strftime("%Y-%m")
+            month = (EPOCH_DAY + timedelta(days=int(row["rate_day"]))).strftime("%Y-%m")
             won_by_month[month].append(row)
         months = sorted(set(by_month) | set(won_by_month))
         forecast = []
@@ -474,16 +495,18 @@ class SalesAnalytics:
     def average_deal_size(self, where: AnalyticsFilter) -> AverageDealSize:
         """Mean value of the deals won in the period, per currency."""
         self._checked(where)
+        rates = self.rates.table(where.organization_id)
         states = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
+        rate_day = rate_day_sql(rates)
         rows = self._query(
-            f"SELECT currency, {CLOSE_DAY} AS close_day, COUNT(*) AS deals, "
+            f"SELECT currency, {rate_day} AS rate_day, COUNT(*) AS deals, "
             f"SUM(value_e4) AS value_e4 FROM {states.table} WHERE {states.where} "
-            f"GROUP BY currency, {CLOSE_DAY}",
+            f"GROUP BY currency, {rate_day}",
             states.params,
         )
         totals = money_by_currency(rows)
         won = sum(int(row["deals"]) for row in rows)
-        in_base = self.closed_in_base(rows, self.rates.table(where.organization_id))
+        in_base = self.closed_in_base(rows, rates)
         if in_base.value is not None:
             in_base.value = (in_base.value / won).quantize(FOUR_PLACES) if won else None
         return AverageDealSize(
@@ -521,13 +544,14 @@ class SalesAnalytics:
             choices = ", ".join(sorted(WIN_LOSS_COLUMNS))
             raise InvalidQuery("by", f"Break down by one of {choices}.")
         if dimension == "client_category":
-            rows = self._closed_with_client_category(states, where)
+            rows = self._closed_with_client_category(states, where, rates)
         else:
+            rate_day = rate_day_sql(rates)
             rows = self._query(
-                f"SELECT {column} AS key, status, currency, {CLOSE_DAY} AS close_day, "
+                f"SELECT {column} AS key, status, currency, {rate_day} AS rate_day, "
                 "COUNT(*) AS deals, SUM(value_e4) AS value_e4 "
                 f"FROM {states.table} WHERE {states.where} "
-                f"GROUP BY {column}, status, currency, {CLOSE_DAY}",
+                f"GROUP BY {column}, status, currency, {rate_day}",
                 states.params,
             )
         grouped: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
@@ -554,19 +578,22 @@ class SalesAnalytics:
         rates = self.rates.table(where.organization_id)
         self._checked(where)
         closed = DealStates(where).closed_in(where)
+        rate_day = rate_day_sql(rates)
         closed_rows = self._query(
-            f"SELECT owner_id, status, currency, {CLOSE_DAY} AS close_day, COUNT(*) AS deals, "
+            f"SELECT owner_id, status, currency, {rate_day} AS rate_day, COUNT(*) AS deals, "
             "SUM(value_e4) AS value_e4, SUM(closed_at_us - opened_at_us) AS cycle_us "
             f"FROM {closed.table} WHERE {closed.where} "
-            f"GROUP BY owner_id, status, currency, {CLOSE_DAY}",
+            f"GROUP BY owner_id, status, currency, {rate_day}",
             closed.params,
         )
-        open_states = DealStates(where).open_deals()
+        deals, params = (
+            DealStates(where).open_deals().select("owner_id, currency, value_e4, probability")
+        )
         open_rows = self._query(
             "SELECT owner_id, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
             "SUM(value_e4 * probability) AS weighted_e6 "
-            f"FROM {open_states.table} WHERE {open_states.where} GROUP BY owner_id, currency",
-            open_states.params,
+            f"FROM ({deals}) open_deals GROUP BY owner_id, currency",
+            params,
         )
         owners: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in closed_rows:
@@ -889,7 +916,9 @@ class SalesAnalytics:
                 "expected_close_date < ?", first_day_on_or_after(where.period_to).isoformat()
             )
 
-    def _closed_with_client_category(self, states: DealStates, where: AnalyticsFilter) -> list[Any]:
+    def _closed_with_client_category(
+        self, states: DealStates, where: AnalyticsFilter, rates: RateTable
+    ) -> list[Any]:
         if where.as_of is None:
             clients, client_clause, client_params = "rm_clients", "", []
         else:
@@ -897,12 +926,12 @@ class SalesAnalytics:
             client_clause = " AND c.valid_from_us <= ? AND c.valid_to_us > ?"
             client_params = [where.as_of_us, where.as_of_us]
         qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
-        close_day = CLOSE_DAY.replace("closed_at_us", "d.closed_at_us")
+        rate_day = rate_day_sql(rates, "d.currency", "d.closed_at_us")
         return self._query(
             "SELECT c.category AS key, d.status AS status, d.currency AS currency, "
-            f"{close_day} AS close_day, COUNT(*) AS deals, SUM(d.value_e4) AS value_e4 "
+            f"{rate_day} AS rate_day, COUNT(*) AS deals, SUM(d.value_e4) AS value_e4 "
             f"FROM {states.table} d LEFT JOIN {clients} c ON c.id = d.client_id{client_clause} "
-            f"WHERE {qualified} GROUP BY c.category, d.status, d.currency, {close_day}",
+            f"WHERE {qualified} GROUP BY c.category, d.status, d.currency, {rate_day}",
             [*client_params, *states.params],
         )
 
@@ -995,11 +1024,6 @@ def _rank_sql(pipeline: Pipeline) -> str:
     ranks = _stage_ranks(pipeline)
     cases = [f"WHEN {sql_text(stage_id)} THEN {rank}" for stage_id, rank in ranks.items()]
     return "(CASE @stage " + " ".join(cases) + " ELSE -1 END)"
-
-
-def sql_text(value: str) -> str:
-    """A SQL string literal (quotes doubled)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def as_of_day(where: AnalyticsFilter) -> date:

@@ -14,10 +14,12 @@ from decimal import Decimal
 from uuid import UUID
 
 from aggregates.exchange_rates import RateTable
-from event_store.read_model_store import ReadModelStore
+from event_store.read_model_store import ReadModelStore, sql_text
 from projections.pipelines import EXCHANGE_RATES_TABLE
+from projections.units import MICROS_PER_DAY
 
 FOUR_PLACES = Decimal("0.0001")
+EPOCH_DAY = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -78,3 +80,22 @@ class Rates:
             for r in sorted(rows, key=lambda r: int(r["version"]))
         ]  # fmt: skip
         return RateTable.from_rates(base, rates)
+
+
+def rate_day_sql(
+    rates: RateTable, currency: str = "currency", closed_at: str = "closed_at_us"
+) -> str:
+    """A SQL expression: the day (since 1970-01-01) whose rate converts a closed deal — the
+    effective date of the rate in force at its close, or, with none in force, the close day.
+
+    Closed money grouped by it instead of by close day converts the same (a rate applies to
+    the sum as to each part), in a few groups per rate rather than one per day."""
+    close_day = f"{closed_at} / {MICROS_PER_DAY}"
+    branches = [f"WHEN {sql_text(rates.base_currency)} THEN 0"]
+    for code, days in sorted(rates.effective_days().items()):
+        if code == rates.base_currency or not days:
+            continue
+        since = [(day - EPOCH_DAY).days for day in reversed(days)]
+        steps = " ".join(f"WHEN {closed_at} >= {n * MICROS_PER_DAY} THEN {n}" for n in since)
+        branches.append(f"WHEN {sql_text(code)} THEN CASE {steps} ELSE {close_day} END")
+    return f"(CASE {currency} {' '.join(branches)} ELSE {close_day} END)"

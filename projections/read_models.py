@@ -18,7 +18,7 @@ from projections.administration import (
 from projections.audit import AuditProjection
 from projections.clients import ClientsProjection
 from projections.contacts import ContactsProjection
-from projections.deals import DealsProjection
+from projections.deals import EMPTIED_ROWS, DealsProjection
 from projections.pipelines import ExchangeRatesProjection, PipelinesProjection
 
 SECONDARY_INDEX = re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ")
@@ -67,14 +67,14 @@ class ReadModels:
                     cursor.execute(statement)
 
     def secondary_indexes(self) -> list[str]:
-        """The names of the indexes no write needs (not unique, not a key, not partial — a
-        partial index finds rows the writes delete): a bulk load drops them and builds them
-        once at the end, faster than keeping them up row by row."""
+        """The names of the indexes no write needs (not unique, not a key, not those by
+        which a batch finds the summary rows it emptied): a bulk load drops them and builds
+        them once at the end, faster than keeping them up row by row."""
         return [
             found.group(1)
             for projection in self.projections
             for statement in projection.schema()
-            if (found := SECONDARY_INDEX.match(statement)) and " WHERE " not in statement
+            if (found := SECONDARY_INDEX.match(statement)) and EMPTIED_ROWS not in statement
         ]
 
     def drop_secondary_indexes(self) -> None:

@@ -37,6 +37,7 @@ class RowProjection(ABC):
     keeps_history: ClassVar[bool] = False
     """Also keep every version of every row, valid over its business-time interval
     ``[valid_from_us, valid_to_us)`` in ``<table>_history``: the record as of any instant."""
+    history_indexes: ClassVar[tuple[str, ...]] = ()
 
     @property
     def name(self) -> str:
@@ -63,6 +64,7 @@ class RowProjection(ABC):
                 "PRIMARY KEY (id, version))",
                 f"CREATE INDEX IF NOT EXISTS {self.history_table}_valid "
                 f"ON {self.history_table} (organization_id, valid_to_us, valid_from_us)",
+                *self.history_indexes,
             ]
         return statements
 

@@ -1,0 +1,81 @@
+"""The versions valid at an instant, read span class by span class (projections.spans), are
+exactly those with valid_from ≤ T < valid_to: none missed, none twice, whatever their length."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+
+from projections.row_projection import FOREVER_US
+from projections.spans import SPAN_CLASS, SPAN_LIMITS_US, valid_at_by_span
+
+DAY_US = 86_400_000_000
+
+
+@pytest.fixture
+def versions() -> Iterator[sqlite3.Connection]:
+    """Chains of versions of many lengths — a microsecond, each class limit exactly and one
+    past it, years — each chain ending in a current version, indexed as the read model is."""
+    connection = sqlite3.connect(":memory:")
+    connection.execute(
+        "CREATE TABLE versions (id INTEGER, version INTEGER, valid_from_us INTEGER, "
+        "valid_to_us INTEGER)"
+    )
+    connection.execute(
+        f"CREATE INDEX versions_by_span ON versions ({SPAN_CLASS}, valid_from_us, valid_to_us)"
+    )
+    spans = [1, DAY_US // 3, *SPAN_LIMITS_US, *(limit + 1 for limit in SPAN_LIMITS_US)]
+    spans += [5 * 365 * DAY_US]
+    chooser = random.Random(7)
+    rows = []
+    for record in range(300):
+        start = chooser.randrange(0, 3 * 365 * DAY_US)
+        for version in range(chooser.randrange(1, 8)):
+            end = start + chooser.choice(spans)
+            rows.append((record, version, start, end))
+            start = end
+        rows.append((record, version + 1, start, FOREVER_US))
+    connection.executemany("INSERT INTO versions VALUES (?, ?, ?, ?)", rows)
+    yield connection
+    connection.close()
+
+
+def valid_at(connection: sqlite3.Connection, instant: int) -> list[tuple[int, int]]:
+    bounds = "valid_from_us <= ? AND valid_to_us > ?"
+    parts = valid_at_by_span(instant)
+    statement = " UNION ALL ".join(
+        f"SELECT id, version FROM versions WHERE {bounds} AND {span}" for span, _ in parts
+    )
+    params = [value for _, span_params in parts for value in (instant, instant, *span_params)]
+    return sorted(connection.execute(statement, params).fetchall())
+
+
+def test_given_versions_of_every_length_when_read_by_span_then_each_valid_one_comes_once(
+    versions: sqlite3.Connection,
+) -> None:
+    boundaries = [row[0] for row in versions.execute("SELECT valid_from_us FROM versions")]
+    instants = [*random.Random(11).sample(boundaries, 40), *(b - 1 for b in boundaries[:40])]
+    instants += [0, 400 * DAY_US, 4 * 365 * DAY_US, 9 * 365 * DAY_US]
+    for instant in instants:
+        expected = versions.execute(
+            "SELECT id, version FROM versions WHERE valid_from_us <= ? AND valid_to_us > ? "
+            "ORDER BY id, version",
+            [instant, instant],
+        ).fetchall()
+        assert valid_at(versions, instant) == expected, instant
+    assert any(valid_at(versions, instant) for instant in instants)
+
+
+def test_given_the_span_index_when_reading_one_class_then_only_its_recent_range_is_searched(
+    versions: sqlite3.Connection,
+) -> None:
+    span, params = valid_at_by_span(400 * DAY_US)[3]
+    plan = versions.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM versions WHERE valid_from_us <= ? AND "
+        f"valid_to_us > ? AND {span}",
+        [400 * DAY_US, 400 * DAY_US, *params],
+    ).fetchall()
+    assert "USING INDEX versions_by_span (<expr>=? AND valid_from_us>?" in str(plan)
