@@ -19,7 +19,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -408,29 +408,15 @@ class SalesAnalytics:
                 )
         return result
 
-    def forecast(
-        self, where: AnalyticsFilter, only_month: date | None = None
-    ) -> list[ForecastMonth]:
+    def forecast(self, where: AnalyticsFilter) -> list[ForecastMonth]:
         """Open deals by expected close month (Σ value, Σ weighted), beside the deals won in
         each month (by close date) so far. The period filters the open deals' expected close
-        date and the won deals' close time; ``only_month`` (its first day) keeps that month."""
+        date and the won deals' close time."""
         rates = self.rates.table(where.organization_id)
         self._checked(where)
         states = DealStates(where).open_deals()
         self._expected_close_in(states, where)
         won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
-        if only_month is not None:
-            following = (only_month + timedelta(days=32)).replace(day=1)
-            states.also(
-                "expected_close_date >= ? AND expected_close_date < ?",
-                only_month.isoformat(),
-                following.isoformat(),
-            )
-            won.also(
-                "closed_at_us >= ? AND closed_at_us < ?",
-                micros(datetime.combine(only_month, time(0), UTC)),
-                micros(datetime.combine(following, time(0), UTC)),
-            )
         deals, params = states.select("expected_close_date, currency, value_e4, probability")
         open_rows = self._query(
             "SELECT substr(expected_close_date, 1, 7) AS month, currency, COUNT(*) AS deals, "
@@ -447,25 +433,89 @@ class SalesAnalytics:
         by_month: dict[str, list[Any]] = defaultdict(list)
         for row in open_rows:
             by_month[row["month"]].append(row)
-        won_by_month: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        won_by_month: dict[str, list[Any]] = defaultdict(list)
         for row in won_rows:
-            month = (EPOCH_DAY + timedelta(days=int(row["rate_day"]))).strftime("%Y-%m")
-            won_by_month[month].append(row)
-        months = sorted(set(by_month) | set(won_by_month))
-        forecast = []
-        for month in months:
-            totals = sums_by_currency(by_month[month])
-            forecast.append(
-                ForecastMonth(
-                    month=month,
-                    open_deals=sum(int(r["deals"]) for r in by_month[month]),
-                    by_currency=totals,
-                    won_so_far=money_by_currency(won_by_month[month]),
-                    base=self.base_total(where, totals, rates),
-                    won_so_far_in_base=self.closed_in_base(won_by_month[month], rates),
+            won_by_month[_month_of_day(int(row["rate_day"]))].append(row)
+        return [
+            self._forecast_month(where, month, by_month[month], won_by_month[month], rates)
+            for month in sorted(set(by_month) | set(won_by_month))
+        ]
+
+    def forecast_history(
+        self, where: AnalyticsFilter, month: date, first: datetime, step: timedelta, count: int
+    ) -> list[ForecastMonth | None]:
+        """The forecast for one month (its first day) as it stood at ``count`` instants,
+        ``first`` and every ``step`` after it — None where it had neither open nor won deals.
+
+        One pass over the versions of the deals expected to close in the month (or won in it)
+        valid at any of the instants: each version counts at the instants from the first at
+        or after its start to the last before its end, a run that SQL works out and groups."""
+        rates = self.rates.table(where.organization_id)
+        self._checked(where)
+        start_us, step_us = micros(first), step // timedelta(microseconds=1)
+        last_us = start_us + (count - 1) * step_us
+        following = (month + timedelta(days=32)).replace(day=1)
+        runs = (
+            f"{_instants_from(start_us, step_us, 'valid_from_us')} AS first_k, "
+            f"{_instants_from(start_us, step_us, 'valid_to_us')} AS end_k"
+        )
+        scope = ["organization_id = ?", "valid_to_us > ?", "valid_from_us <= ?"]
+        params: list[Any] = [str(where.organization_id), start_us, last_us]
+        for column, value in (("pipeline_id", where.pipeline_id), ("owner_id", where.owner_id)):
+            if value is not None:
+                scope.append(f"{column} = ?")
+                params.append(value)
+        open_rows = self._query(
+            f"SELECT {runs}, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
+            "SUM(value_e4 * probability) AS weighted_e6 FROM rm_deals_history "
+            f"WHERE {' AND '.join(scope)} AND {OPEN_DEALS} AND expected_close_date >= ? "
+            "AND expected_close_date < ? GROUP BY first_k, end_k, currency",
+            [*params, month.isoformat(), following.isoformat()],
+        )
+        month_us = [micros(datetime.combine(day, time(0), UTC)) for day in (month, following)]
+        won_rows = self._query(
+            f"SELECT {runs}, currency, {CLOSE_DAY} AS rate_day, COUNT(*) AS deals, "
+            f"SUM(value_e4) AS value_e4 FROM rm_deals_history WHERE {' AND '.join(scope)} "
+            f"AND {CLOSED_DEALS} AND status = ? AND closed_at_us >= ? AND closed_at_us < ? "
+            f"GROUP BY first_k, end_k, currency, {CLOSE_DAY}",
+            [*params, DealStatus.WON.value, *month_us],
+        )
+        open_at: list[list[Any]] = [[] for _ in range(count)]
+        won_at: list[list[Any]] = [[] for _ in range(count)]
+        for rows, at in ((open_rows, open_at), (won_rows, won_at)):
+            for row in rows:
+                for k in range(int(row["first_k"]), min(int(row["end_k"]), count)):
+                    at[k].append(row)
+        points: list[ForecastMonth | None] = []
+        for k in range(count):
+            instant = first + k * step
+            at_instant = replace(where, period_from=None, period_to=None, as_of=instant)
+            points.append(
+                self._forecast_month(
+                    at_instant, month.strftime("%Y-%m"), open_at[k], won_at[k], rates
                 )
+                if open_at[k] or won_at[k]
+                else None
             )
-        return forecast
+        return points
+
+    def _forecast_month(
+        self,
+        where: AnalyticsFilter,
+        month: str,
+        open_rows: list[Any],
+        won_rows: list[Any],
+        rates: RateTable,
+    ) -> ForecastMonth:
+        totals = sums_by_currency(open_rows)
+        return ForecastMonth(
+            month=month,
+            open_deals=sum(int(r["deals"]) for r in open_rows),
+            by_currency=totals,
+            won_so_far=money_by_currency(won_rows),
+            base=self.base_total(where, totals, rates),
+            won_so_far_in_base=self.closed_in_base(won_rows, rates),
+        )
 
     # --- closed deals ------------------------------------------------------------------
 
@@ -586,15 +636,7 @@ class SalesAnalytics:
             f"GROUP BY owner_id, status, currency, {rate_day}",
             closed.params,
         )
-        deals, params = (
-            DealStates(where).open_deals().select("owner_id, currency, value_e4, probability")
-        )
-        open_rows = self._query(
-            "SELECT owner_id, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
-            "SUM(value_e4 * probability) AS weighted_e6 "
-            f"FROM ({deals}) open_deals GROUP BY owner_id, currency",
-            params,
-        )
+        open_rows = self._open_pipeline_by_owner(where)
         owners: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in closed_rows:
             owners[row["owner_id"]][row["status"]].append(row)
@@ -881,14 +923,7 @@ class SalesAnalytics:
         return clauses, params
 
     def _current_pipeline_value(self, where: AnalyticsFilter) -> list[Any]:
-        clauses = ["organization_id = ?"]
-        params: list[Any] = [str(where.organization_id)]
-        if where.pipeline_id is not None:
-            clauses.append("pipeline_id = ?")
-            params.append(where.pipeline_id)
-        if where.owner_id is not None:
-            clauses.append("owner_key = ?")
-            params.append(where.owner_id)
+        clauses, params = _summary_scope(where)
         if where.period_from is not None:
             clauses.append("expected_close_date >= ?")
             params.append(first_day_on_or_after(where.period_from).isoformat())
@@ -902,6 +937,28 @@ class SalesAnalytics:
             "SUM(value_e4) AS value_e4, SUM(weighted_e6) AS weighted_e6 "
             f"FROM {table} WHERE {' AND '.join(clauses)} "
             "GROUP BY pipeline_id, stage, currency",
+            params,
+        )
+
+    def _open_pipeline_by_owner(self, where: AnalyticsFilter) -> list[Any]:
+        """Open deals per owner and currency: now from the open-pipeline summary (a few
+        hundred rows), as of an instant from the deals' versions valid then."""
+        if where.as_of is None:
+            clauses, params = _summary_scope(where)
+            rows = self._query(
+                "SELECT owner_key, currency, SUM(deals) AS deals, SUM(value_e4) AS value_e4, "
+                f"SUM(weighted_e6) AS weighted_e6 FROM {PIPELINE_TOTALS_TABLE} "
+                f"WHERE {' AND '.join(clauses)} GROUP BY owner_key, currency",
+                params,
+            )
+            return [{**row, "owner_id": row["owner_key"] or None} for row in rows]
+        deals, params = (
+            DealStates(where).open_deals().select("owner_id, currency, value_e4, probability")
+        )
+        return self._query(
+            "SELECT owner_id, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
+            "SUM(value_e4 * probability) AS weighted_e6 "
+            f"FROM ({deals}) open_deals GROUP BY owner_id, currency",
             params,
         )
 
@@ -1024,6 +1081,27 @@ def _rank_sql(pipeline: Pipeline) -> str:
     ranks = _stage_ranks(pipeline)
     cases = [f"WHEN {sql_text(stage_id)} THEN {rank}" for stage_id, rank in ranks.items()]
     return "(CASE @stage " + " ".join(cases) + " ELSE -1 END)"
+
+
+def _instants_from(start_us: int, step_us: int, column: str) -> str:
+    """SQL: the number of the first instant ``start + k·step`` at or after ``column`` (0 if
+    it is before the first): ⌈(column − start) / step⌉, from integers on both stores."""
+    since, step = f"({column} - {int(start_us)})", int(step_us)
+    return f"(CASE WHEN {since} <= 0 THEN 0 ELSE ({since} + {step - 1}) / {step} END)"
+
+
+def _summary_scope(where: AnalyticsFilter) -> tuple[list[str], list[Any]]:
+    """The organization, pipeline and owner asked for, in the open-pipeline summaries."""
+    clauses, params = ["organization_id = ?"], [str(where.organization_id)]
+    for column, value in (("pipeline_id", where.pipeline_id), ("owner_key", where.owner_id)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return clauses, params
+
+
+def _month_of_day(days_since_epoch: int) -> str:
+    return (EPOCH_DAY + timedelta(days=days_since_epoch)).strftime("%Y-%m")
 
 
 def as_of_day(where: AnalyticsFilter) -> date:

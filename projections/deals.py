@@ -36,7 +36,8 @@ CLOSED_DEAL_FACTS = (
     "opened_at_us, currency, value_e4, owner_id, pipeline_id, source, lost_reason, "
     "lost_competitor, client_id"
 )
-"""What the closed-deal analytics read of a deal, kept in their indexes: no table reads."""
+OPEN_DEAL_FACTS = "currency, value_e4, probability, pipeline_id, owner_id"
+"""What the analytics read of a deal, kept in their indexes: no table reads."""
 PIPELINE_VALUE_KEY = (
     "organization_id",
     "pipeline_id",
@@ -87,6 +88,9 @@ class DealsProjection(ChangesProjection):
         "CREATE INDEX IF NOT EXISTS rm_deals_history_open_spans ON rm_deals_history "
         f"(organization_id, {SPAN_CLASS}, valid_from_us, valid_to_us, pipeline_id, owner_id, "
         f"stage, currency, value_e4, probability, expected_close_date) WHERE {OPEN_DEALS}",
+        "CREATE INDEX IF NOT EXISTS rm_deals_history_open_by_close ON rm_deals_history "
+        f"(organization_id, expected_close_date, {OPEN_DEAL_FACTS}, valid_from_us, "
+        f"valid_to_us) WHERE {OPEN_DEALS}",
     )
     json_columns = frozenset({"stakeholder_contact_ids", "stakeholder_user_ids"})
     column_types: ClassVar[dict[str, str]] = {
@@ -113,6 +117,8 @@ class DealsProjection(ChangesProjection):
         "CREATE INDEX IF NOT EXISTS rm_deals_closed_facts "
         "ON rm_deals (organization_id, status, closed_at_us, "
         f"{CLOSED_DEAL_FACTS}) WHERE {CLOSED_DEALS}",
+        "CREATE INDEX IF NOT EXISTS rm_deals_open_facts ON rm_deals "
+        f"(organization_id, expected_close_date, {OPEN_DEAL_FACTS}) WHERE {OPEN_DEALS}",
         "DROP INDEX IF EXISTS rm_deals_closed",  # replaced by rm_deals_closed_facts
         "DROP INDEX IF EXISTS rm_deals_closed_cycle",  # replaced by rm_deals_closed_facts
         "CREATE INDEX IF NOT EXISTS rm_deals_by_client ON rm_deals (organization_id, client_id)",

@@ -163,6 +163,32 @@ def test_how_the_forecast_for_a_month_changed_over_time_matches(
     assert_matches(history.read(probe), expected)
 
 
+def test_given_steps_on_changes_of_its_deals_when_a_forecast_history_is_read_then_it_matches(
+    history: GeneratedHistory,
+) -> None:
+    # A step exactly at a deal's change sees the change (valid_from <= instant); one a
+    # microsecond before does not.
+    october = {
+        fact.record
+        for fact in history.facts
+        if str(fact.data.get("expected_close_date", "")).startswith("2025-10")
+    }
+    changes = sorted(
+        (f for f in history.facts if f.record in october and f.at.year == 2025),
+        key=lambda f: f.at,
+    )
+    assert len(changes) >= 6
+    step = timedelta(days=9)
+    for change in changes[:: len(changes) // 6][:6]:
+        for on_it in (change.at, change.at - timedelta(microseconds=1)):
+            query = Query(period_from=on_it - 2 * step, period_to=on_it + step)
+            probe = Probe(
+                "/analytics/forecast/history", query, (("month", "2025-10"), ("step_days", 9))
+            )
+            expected = history.oracle.forecast_history(query, "2025-10", step)
+            assert_matches(history.read(probe), expected)
+
+
 @pytest.mark.parametrize("name", ["sales cycle", "win rate"])
 def test_given_every_side_by_side_slot_busy_when_an_outcome_split_analytic_is_read_then_it_matches(
     history: GeneratedHistory, name: str
