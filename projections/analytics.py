@@ -418,17 +418,22 @@ class SalesAnalytics:
         self._expected_close_in(states, where)
         won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
         deals, params = states.select("expected_close_date, currency, value_e4, probability")
-        open_rows = self._query(
-            "SELECT substr(expected_close_date, 1, 7) AS month, currency, COUNT(*) AS deals, "
-            "SUM(value_e4) AS value_e4, SUM(value_e4 * probability) AS weighted_e6 "
-            f"FROM ({deals}) open_deals GROUP BY substr(expected_close_date, 1, 7), currency",
-            params,
-        )
-        won_rows = self._query(  # by close day: its month, and the rate it converts at
-            f"SELECT currency, {CLOSE_DAY} AS rate_day, COUNT(*) AS deals, "
-            f"SUM(value_e4) AS value_e4 FROM {won.table} WHERE {won.where} "
-            f"GROUP BY currency, {CLOSE_DAY}",
-            won.params,
+        open_rows, won_rows = self._queries(
+            [
+                (
+                    "SELECT substr(expected_close_date, 1, 7) AS month, currency, "
+                    "COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
+                    "SUM(value_e4 * probability) AS weighted_e6 FROM "
+                    f"({deals}) open_deals GROUP BY substr(expected_close_date, 1, 7), currency",
+                    params,
+                ),
+                (  # by close day: its month, and the rate it converts at
+                    f"SELECT currency, {CLOSE_DAY} AS rate_day, COUNT(*) AS deals, "
+                    f"SUM(value_e4) AS value_e4 FROM {won.table} WHERE {won.where} "
+                    f"GROUP BY currency, {CLOSE_DAY}",
+                    won.params,
+                ),
+            ]
         )
         by_month: dict[str, list[Any]] = defaultdict(list)
         for row in open_rows:
@@ -465,20 +470,25 @@ class SalesAnalytics:
             if value is not None:
                 scope.append(f"{column} = ?")
                 params.append(value)
-        open_rows = self._query(
-            f"SELECT {runs}, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
-            "SUM(value_e4 * probability) AS weighted_e6 FROM rm_deals_history "
-            f"WHERE {' AND '.join(scope)} AND {OPEN_DEALS} AND expected_close_date >= ? "
-            "AND expected_close_date < ? GROUP BY first_k, end_k, currency",
-            [*params, month.isoformat(), following.isoformat()],
-        )
         month_us = [micros(datetime.combine(day, time(0), UTC)) for day in (month, following)]
-        won_rows = self._query(
-            f"SELECT {runs}, currency, {CLOSE_DAY} AS rate_day, COUNT(*) AS deals, "
-            f"SUM(value_e4) AS value_e4 FROM rm_deals_history WHERE {' AND '.join(scope)} "
-            f"AND {CLOSED_DEALS} AND status = ? AND closed_at_us >= ? AND closed_at_us < ? "
-            f"GROUP BY first_k, end_k, currency, {CLOSE_DAY}",
-            [*params, DealStatus.WON.value, *month_us],
+        open_rows, won_rows = self._queries(
+            [
+                (
+                    f"SELECT {runs}, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
+                    "SUM(value_e4 * probability) AS weighted_e6 FROM rm_deals_history "
+                    f"WHERE {' AND '.join(scope)} AND {OPEN_DEALS} AND expected_close_date >= ? "
+                    "AND expected_close_date < ? GROUP BY first_k, end_k, currency",
+                    [*params, month.isoformat(), following.isoformat()],
+                ),
+                (
+                    f"SELECT {runs}, currency, {CLOSE_DAY} AS rate_day, COUNT(*) AS deals, "
+                    f"SUM(value_e4) AS value_e4 FROM rm_deals_history "
+                    f"WHERE {' AND '.join(scope)} AND {CLOSED_DEALS} AND status = ? "
+                    "AND closed_at_us >= ? AND closed_at_us < ? "
+                    f"GROUP BY first_k, end_k, currency, {CLOSE_DAY}",
+                    [*params, DealStatus.WON.value, *month_us],
+                ),
+            ]
         )
         open_at: list[list[Any]] = [[] for _ in range(count)]
         won_at: list[list[Any]] = [[] for _ in range(count)]
@@ -629,14 +639,19 @@ class SalesAnalytics:
         self._checked(where)
         closed = DealStates(where).closed_in(where)
         rate_day = rate_day_sql(rates)
-        closed_rows = self._query(
-            f"SELECT owner_id, status, currency, {rate_day} AS rate_day, COUNT(*) AS deals, "
-            "SUM(value_e4) AS value_e4, SUM(closed_at_us - opened_at_us) AS cycle_us "
-            f"FROM {closed.table} WHERE {closed.where} "
-            f"GROUP BY owner_id, status, currency, {rate_day}",
-            closed.params,
+        closed_rows, open_rows = self._queries(
+            [
+                (
+                    f"SELECT owner_id, status, currency, {rate_day} AS rate_day, "
+                    "COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
+                    "SUM(closed_at_us - opened_at_us) AS cycle_us "
+                    f"FROM {closed.table} WHERE {closed.where} "
+                    f"GROUP BY owner_id, status, currency, {rate_day}",
+                    closed.params,
+                ),
+                self._open_pipeline_by_owner(where),
+            ]
         )
-        open_rows = self._open_pipeline_by_owner(where)
         owners: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in closed_rows:
             owners[row["owner_id"]][row["status"]].append(row)
@@ -940,22 +955,23 @@ class SalesAnalytics:
             params,
         )
 
-    def _open_pipeline_by_owner(self, where: AnalyticsFilter) -> list[Any]:
+    @staticmethod
+    def _open_pipeline_by_owner(where: AnalyticsFilter) -> tuple[str, list[Any]]:
         """Open deals per owner and currency: now from the open-pipeline summary (a few
         hundred rows), as of an instant from the deals' versions valid then."""
         if where.as_of is None:
             clauses, params = _summary_scope(where)
-            rows = self._query(
-                "SELECT owner_key, currency, SUM(deals) AS deals, SUM(value_e4) AS value_e4, "
-                f"SUM(weighted_e6) AS weighted_e6 FROM {PIPELINE_TOTALS_TABLE} "
-                f"WHERE {' AND '.join(clauses)} GROUP BY owner_key, currency",
+            return (
+                "SELECT NULLIF(owner_key, '') AS owner_id, currency, SUM(deals) AS deals, "
+                "SUM(value_e4) AS value_e4, SUM(weighted_e6) AS weighted_e6 "
+                f"FROM {PIPELINE_TOTALS_TABLE} WHERE {' AND '.join(clauses)} "
+                "GROUP BY owner_key, currency",
                 params,
             )
-            return [{**row, "owner_id": row["owner_key"] or None} for row in rows]
         deals, params = (
             DealStates(where).open_deals().select("owner_id, currency, value_e4, probability")
         )
-        return self._query(
+        return (
             "SELECT owner_id, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
             "SUM(value_e4 * probability) AS weighted_e6 "
             f"FROM ({deals}) open_deals GROUP BY owner_id, currency",
@@ -1008,20 +1024,23 @@ class SalesAnalytics:
             return _fetch(cursor, statement, params)
 
     def _query_side_by_side(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
-        """``statement`` once per parameter list, each on a connection of its own at the same
-        time, in one snapshot: one backend would read (and sort) the parts one after the
-        other. The first transaction exports its snapshot; the others import it, so the parts
-        add up as a single statement's would."""
-        if len(each_params) < 2 or self.store.dialect != "postgres":
+        """``statement`` once per parameter list, the parts side by side (:meth:`_side_by_side`)
+        or else joined by UNION ALL: the same rows from one statement, one snapshot."""
+        parts = self._side_by_side([(statement, params) for params in each_params])
+        if parts is None:
             return self._query_one_by_one(statement, each_params)
-        # A request holds its first connection while its other parts wait for theirs: with
-        # more such requests than connections, none would move. So a few at a time.
-        if not _SIDE_BY_SIDE_SLOTS.acquire(blocking=False):
-            return self._query_one_by_one(statement, each_params)
-        try:
-            return self._in_one_snapshot(statement, each_params)
-        finally:
-            _SIDE_BY_SIDE_SLOTS.release()
+        return [row for rows in parts for row in rows]
+
+    def _queries(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]]:
+        """Each statement's rows, all from one snapshot: side by side if it can be, else one
+        after the other in one transaction."""
+        found = self._side_by_side(parts)
+        if found is not None:
+            return found
+        with self.store.transaction(commit=False) as cursor:
+            if self.store.dialect == "postgres":
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return [_fetch(cursor, statement, params) for statement, params in parts]
 
     def _query_one_by_one(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
         """The same rows from one statement (one snapshot): the parts joined by UNION ALL."""
@@ -1030,21 +1049,38 @@ class SalesAnalytics:
             [value for params in each_params for value in params],
         )
 
-    def _in_one_snapshot(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
+    def _side_by_side(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]] | None:
+        """Each part's rows, each part on a connection of its own at the same time, in one
+        snapshot: one backend would read (and sort) them one after the other. None where that
+        is not to be had: SQLite, a single part, or no slot free."""
+        if len(parts) < 2 or self.store.dialect != "postgres":
+            return None
+        # A request holds its first connection while its other parts wait for theirs: with
+        # more such requests than connections, none would move. So a few at a time.
+        if not _SIDE_BY_SIDE_SLOTS.acquire(blocking=False):
+            return None
+        try:
+            return self._in_one_snapshot(parts)
+        finally:
+            _SIDE_BY_SIDE_SLOTS.release()
+
+    def _in_one_snapshot(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]]:
+        """The first transaction exports its snapshot; the others import it, so the parts
+        add up as a single statement's would."""
         with self.store.transaction(commit=False) as first:
             first.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             first.execute("SELECT pg_export_snapshot() AS snapshot")
             snapshot = first.fetchall()[0]["snapshot"]
 
-            def in_snapshot(params: list[Any]) -> list[Any]:
+            def in_snapshot(statement: str, params: list[Any]) -> list[Any]:
                 with self.store.transaction(commit=False) as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                     return _fetch(cursor, statement, params)
 
-            others = [_SIDE_BY_SIDE.submit(in_snapshot, params) for params in each_params[1:]]
-            rows = _fetch(first, statement, each_params[0])
-            return rows + [row for other in others for row in other.result()]
+            others = [_SIDE_BY_SIDE.submit(in_snapshot, *part) for part in parts[1:]]
+            rows = _fetch(first, *parts[0])
+            return [rows, *(other.result() for other in others)]
 
 
 # The parts of one analytic that PostgreSQL computes side by side (see
