@@ -774,13 +774,14 @@ class SalesAnalytics:
         """Every visit (per deal and stage) of an open stage entered in the period, by deal
         and visit number; of one deal only, and at most ``limit``, if given."""
         pipelines = self._checked(where)
-        found: list[Visit] = []
+        selections = []
         for pipeline in self._selected(where, pipelines):
             clauses, params = self._open_stage_visits(where, pipeline)
             if deal_id is not None:
                 clauses.append("id = ?")
                 params.append(deal_id)
-            found += self._visits(where, clauses, params, limit)
+            selections.append((clauses, params))
+        found = self._visits(where, selections, limit)
         found.sort(key=lambda visit: (visit.deal_id, visit.pipeline_id, visit.visit_no))
         return found if limit is None else found[:limit]
 
@@ -790,7 +791,7 @@ class SalesAnalytics:
         """Open deals whose current visit of a stage is longer than that stage's threshold,
         longest first; the first ``limit`` of them, if given."""
         pipelines = self._checked(where)
-        stuck = []
+        selections = []
         for pipeline in self._selected(where, pipelines):
             clauses, params = self._open_stage_visits(where, pipeline)
             clauses.append("left_at_us > ?")
@@ -807,7 +808,16 @@ class SalesAnalytics:
                 "(" + " OR ".join(["(stage = ? AND entered_at_us < ?)"] * len(limits)) + ")"
             )
             params += [value for stage_limit in limits for value in stage_limit]
-            stuck += self._visits(where, clauses, params, limit, order="entered_at_us, id")
+            clauses.append("entered_at_us < ?")  # the loosest limit: a range of the index
+            params.append(max(entered_before for _, entered_before in limits))
+            selections.append((clauses, params))
+        stuck = self._visits(
+            where,
+            selections,
+            limit,
+            order="entered_at_us, id",
+            by_span=valid_at_by_span(where.as_of_us, "entered_at_us", "left_at_us"),
+        )
         stuck.sort(key=lambda v: -v.days)
         return stuck if limit is None else stuck[:limit]
 
@@ -816,20 +826,31 @@ class SalesAnalytics:
     def _visits(
         self,
         where: AnalyticsFilter,
-        clauses: list[str],
-        params: list[Any],
+        selections: list[tuple[list[str], list[Any]]],
         limit: int | None = None,
         order: str = "id, visit_no",
+        by_span: list[tuple[str, list[Any]]] | None = None,
     ) -> list[Visit]:
+        """The visits of each selection (clauses and their parameters), in ``order``, at
+        most ``limit`` of each; with ``by_span``, visits under way at an instant, read span
+        class by span class (:func:`valid_at_by_span`)."""
+        columns = "id, pipeline_id, stage, visit_no, from_stage, entered_at_us, left_at_us"
+        statements = []
+        for clauses, params in selections:
+            chosen = f"SELECT {columns} FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)}"
+            if by_span is not None:
+                chosen = " UNION ALL ".join(f"{chosen} AND {span}" for span, _ in by_span)
+                params = [v for _, span_params in by_span for v in (*params, *span_params)]
+            statements.append(
+                (
+                    f"SELECT {columns} FROM ({chosen}) chosen ORDER BY {order}"
+                    + ("" if limit is None else " LIMIT ?"),
+                    params if limit is None else [*params, limit],
+                )
+            )
         now_us = self._now_us(where)
-        rows = self._query(
-            "SELECT id, pipeline_id, stage, visit_no, from_stage, entered_at_us, left_at_us "
-            f"FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} ORDER BY {order}"
-            + ("" if limit is None else " LIMIT ?"),
-            params if limit is None else [*params, limit],
-        )
         visits = []
-        for row in rows:
+        for row in (row for rows in self._queries(statements) for row in rows):
             left = int(row["left_at_us"])
             still_there = left > where.as_of_us
             end = now_us if still_there else left
@@ -1034,6 +1055,8 @@ class SalesAnalytics:
     def _queries(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]]:
         """Each statement's rows, all from one snapshot: side by side if it can be, else one
         after the other in one transaction."""
+        if len(parts) < 2:
+            return [self._query(*part) for part in parts]
         found = self._side_by_side(parts)
         if found is not None:
             return found

@@ -16,7 +16,7 @@ from projections.row_projection import (
     ChangesProjection,
     RowDict,
 )
-from projections.spans import SPAN_CLASS
+from projections.spans import SPAN_CLASS, span_class_sql
 from projections.units import micros, money_e4
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
@@ -25,6 +25,7 @@ STAGE_VISIT_COLUMNS = (
     "id", "visit_no", "organization_id", "pipeline_id", "stage", "from_stage", "owner_id",
     "entered_at_us", "left_at_us",
 )  # fmt: skip
+VISIT_SPAN_CLASS = span_class_sql("entered_at_us", "left_at_us")
 PIPELINE_TOTALS_TABLE = "rm_pipeline_totals"  # the same without the close date: no-period reads
 EMPTIED_ROWS = "WHERE deals = 0"
 """The condition of the summaries' indexes of emptied rows, which every batch's writes use."""
@@ -157,6 +158,11 @@ class DealsProjection(ChangesProjection):
             "PRIMARY KEY (id, visit_no))",
             f"CREATE INDEX IF NOT EXISTS {STAGE_VISITS_TABLE}_by_org "
             f"ON {STAGE_VISITS_TABLE} (organization_id, pipeline_id, entered_at_us)",
+            # Visits under way at an instant, by span class (projections.spans), in the order
+            # of entering: the rotting list, longest first.
+            f"CREATE INDEX IF NOT EXISTS {STAGE_VISITS_TABLE}_by_span ON {STAGE_VISITS_TABLE} "
+            f"(organization_id, pipeline_id, {VISIT_SPAN_CLASS}, entered_at_us, id, stage, "
+            "visit_no, from_stage, owner_id, left_at_us)",
         ]
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:

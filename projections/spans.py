@@ -10,37 +10,48 @@ each limit is at most four times the one below. The last class — longer than e
 current versions (valid_to forever) among them — is read from its start.
 
 The class is an expression over the two bounds, so an index on it needs no column of its own
-and moves with a version's ``valid_to_us`` when its successor arrives.
+and moves with a version's ``valid_to_us`` when its successor arrives. Stage visits, from
+entering a stage until leaving it, are read the same way.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from projections.row_projection import FOREVER_US
 from projections.units import MICROS_PER_DAY
 
 SPAN_LIMITS_US = tuple(
     round(days * MICROS_PER_DAY) for days in (0.25, 1, 3, 7, 15, 30, 60, 125, 365, 1461)
 )
 
-SPAN_CLASS = (
-    "(CASE "
-    + " ".join(
-        f"WHEN valid_to_us - valid_from_us <= {limit} THEN {number}"
+
+def span_class_sql(start: str = "valid_from_us", end: str = "valid_to_us") -> str:
+    """The span class of an interval ``[start, end)``, in SQL: index and queries must spell
+    it the same."""
+    limits = " ".join(
+        f"WHEN {end} - {start} <= {limit} THEN {number}"
         for number, limit in enumerate(SPAN_LIMITS_US)
     )
-    + f" ELSE {len(SPAN_LIMITS_US)} END)"
-)
-"""The span class of a version, in SQL: index and queries must spell it the same."""
+    return f"(CASE {limits} ELSE {len(SPAN_LIMITS_US)} END)"
 
 
-def valid_at_by_span(as_of_us: int) -> list[tuple[str, list[Any]]]:
-    """One condition per span class (with its parameters) that, beside ``valid_from_us <=
-    as_of AND valid_to_us > as_of``, reads that class's range of the index: the versions of
-    the class valid at ``as_of`` are all in it. Their rows, joined by UNION ALL, are the
-    versions valid at ``as_of``, each once."""
+SPAN_CLASS = span_class_sql()
+"""The span class of a version."""
+
+
+def valid_at_by_span(
+    as_of_us: int, start: str = "valid_from_us", end: str = "valid_to_us"
+) -> list[tuple[str, list[Any]]]:
+    """One condition per span class (with its parameters) that, beside ``start <= as_of AND
+    end > as_of``, reads that class's range of the index: the intervals of the class that
+    hold ``as_of`` are all in it. Their rows, joined by UNION ALL, are the intervals holding
+    ``as_of``, each once."""
+    span_class = span_class_sql(start, end)
+    if as_of_us >= FOREVER_US - 1:  # now: only current intervals, all in the last class
+        return [(f"{span_class} = {len(SPAN_LIMITS_US)}", [])]
     bounded = [
-        (f"{SPAN_CLASS} = {number} AND valid_from_us > ?", [as_of_us - limit])
+        (f"{span_class} = {number} AND {start} > ?", [as_of_us - limit])
         for number, limit in enumerate(SPAN_LIMITS_US)
     ]
-    return [*bounded, (f"{SPAN_CLASS} = {len(SPAN_LIMITS_US)}", [])]
+    return [*bounded, (f"{span_class} = {len(SPAN_LIMITS_US)}", [])]

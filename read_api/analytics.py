@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from crm.identity import CurrentActor
@@ -23,7 +23,7 @@ from projections.analytics import (
     WinRate,
 )
 from projections.listing import InvalidQuery
-from read_api.dependencies import ConsistentRead, Instant, Reads, as_instant
+from read_api.dependencies import ConsistentRead, Instant, Reads, as_instant, prepared_json
 
 router = APIRouter(prefix="/analytics", tags=["analytics"], dependencies=[ConsistentRead])
 MAX_FORECAST_POINTS = 60
@@ -132,32 +132,36 @@ def time_in_stage(reads: Reads, where: Filter) -> TimeInStage:
     return TimeInStage(stages=reads.analytics.time_in_stage(where))
 
 
-@router.get("/time-in-stage/visits")
+@router.get("/time-in-stage/visits", response_model=Visits)
 def stage_visits(
     reads: Reads,
     where: Filter,
+    response: Response,
     deal_id: Annotated[str | None, Query(max_length=36)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> Visits:
+) -> Response:
     """Every visit per deal and stage (re-entries are separate visits)."""
-    return Visits(visits=reads.analytics.visits(where, deal_id, limit))
+    found = reads.analytics.visits(where, deal_id, limit)
+    return prepared_json(Visits.model_construct(visits=found), response)
 
 
-@router.get("/rotting")
+@router.get("/rotting", response_model=Visits)
 def rotting(
     reads: Reads,
     where: Filter,
+    response: Response,
     days: Annotated[float, Query(gt=0, le=36_500, description="Threshold for every stage")] = 30,
     stage_days: Annotated[
         list[str] | None,
         Query(description="Per-stage thresholds overriding days, e.g. stage_days=lead:14"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> Visits:
+) -> Response:
     """Open deals stuck in their stage longer than the stage's threshold, longest first
     (the first ``limit``)."""
     thresholds = per_stage_thresholds(reads, where, days, stage_days or [])
-    return Visits(visits=reads.analytics.rotting(where, thresholds, limit))
+    found = reads.analytics.rotting(where, thresholds, limit)
+    return prepared_json(Visits.model_construct(visits=found), response)
 
 
 @router.get("/forecast")

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated, Protocol
 
 from fastapi import Depends, Query, Request, Response
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel
 
 from projections.administration import AdministrationQueries
 from projections.analytics import SalesAnalytics
@@ -77,6 +77,18 @@ def consistent_read(
 
 
 ConsistentRead = Depends(consistent_read)
+
+
+def prepared_json(answer: BaseModel, response: Response) -> Response:
+    """``answer`` as JSON, serialized once by pydantic, with the headers the dependencies
+    set on ``response`` (X-Read-Position). For a long list this saves more time than reading
+    it took: FastAPI would validate a returned model again, then serialize it by way of
+    Python objects."""
+    prepared = Response(answer.model_dump_json(), media_type="application/json")
+    for name, value in response.headers.items():
+        if name not in ("content-length", "content-type"):
+            prepared.headers[name] = value
+    return prepared
 
 
 @dataclass(frozen=True)
