@@ -15,10 +15,8 @@ base currency is added by :mod:`projections.currency`.
 from __future__ import annotations
 
 import math
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -29,7 +27,7 @@ from aggregates.deal import DealStatus
 from aggregates.exchange_rates import RateTable
 from aggregates.pipeline import PIPELINES, StageKind
 from aggregates.pipeline import PipelineDefinition as Pipeline
-from event_store.read_model_store import ReadModelStore, SqlCursor, sql_text
+from event_store.read_model_store import ReadModelStore, sql_text
 from projections.currency import EPOCH_DAY, FOUR_PLACES, BaseAmount, Rates, rate_day_sql
 from projections.deals import (
     CLOSED_DEALS,
@@ -40,6 +38,7 @@ from projections.deals import (
 )
 from projections.listing import InvalidQuery
 from projections.row_projection import FOREVER_US
+from projections.snapshot_reads import SnapshotReads
 from projections.spans import valid_at_by_span
 from projections.units import (
     MICROS_PER_DAY,
@@ -343,6 +342,7 @@ class SalesAnalytics:
 
     def __init__(self, store: ReadModelStore, pipelines_of: PipelinesOf | None = None) -> None:
         self.store = store
+        self.reads = SnapshotReads(store)
         self.pipelines_of: PipelinesOf = pipelines_of or (lambda _: dict(PIPELINES))
         self.rates = Rates(store)
 
@@ -380,7 +380,7 @@ class SalesAnalytics:
             states = DealStates(where).open_deals()
             self._expected_close_in(states, where)
             deals, params = states.select("pipeline_id, stage, currency, value_e4, probability")
-            rows = self._query(
+            rows = self.reads.query(
                 "SELECT pipeline_id, stage, currency, COUNT(*) AS deals, "
                 "SUM(value_e4) AS value_e4, SUM(value_e4 * probability) AS weighted_e6 "
                 f"FROM ({deals}) open_deals GROUP BY pipeline_id, stage, currency",
@@ -418,7 +418,7 @@ class SalesAnalytics:
         self._expected_close_in(states, where)
         won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
         deals, params = states.select("expected_close_date, currency, value_e4, probability")
-        open_rows, won_rows = self._queries(
+        open_rows, won_rows = self.reads.queries(
             [
                 (
                     "SELECT substr(expected_close_date, 1, 7) AS month, currency, "
@@ -471,7 +471,7 @@ class SalesAnalytics:
                 scope.append(f"{column} = ?")
                 params.append(value)
         month_us = [micros(datetime.combine(day, time(0), UTC)) for day in (month, following)]
-        open_rows, won_rows = self._queries(
+        open_rows, won_rows = self.reads.queries(
             [
                 (
                     f"SELECT {runs}, currency, COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
@@ -534,7 +534,7 @@ class SalesAnalytics:
         self._checked(where)
         states = DealStates(where).closed_in(where)
         if where.as_of is None:  # each outcome a range of an index: counted side by side
-            rows = self._query_side_by_side(
+            rows = self.reads.side_by_side(
                 f"SELECT CAST(? AS TEXT) AS status, COUNT(*) AS deals FROM {states.table} "
                 f"WHERE {states.where} AND status = ?",
                 [
@@ -543,7 +543,7 @@ class SalesAnalytics:
                 ],
             )
         else:  # one scan of the history serves both
-            rows = self._query(
+            rows = self.reads.query(
                 f"SELECT status, COUNT(*) AS deals FROM {states.table} WHERE {states.where} "
                 "GROUP BY status",
                 states.params,
@@ -558,7 +558,7 @@ class SalesAnalytics:
         rates = self.rates.table(where.organization_id)
         states = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
         rate_day = rate_day_sql(rates)
-        rows = self._query(
+        rows = self.reads.query(
             f"SELECT currency, {rate_day} AS rate_day, COUNT(*) AS deals, "
             f"SUM(value_e4) AS value_e4 FROM {states.table} WHERE {states.where} "
             f"GROUP BY currency, {rate_day}",
@@ -607,7 +607,7 @@ class SalesAnalytics:
             rows = self._closed_with_client_category(states, where, rates)
         else:
             rate_day = rate_day_sql(rates)
-            rows = self._query(
+            rows = self.reads.query(
                 f"SELECT {column} AS key, status, currency, {rate_day} AS rate_day, "
                 "COUNT(*) AS deals, SUM(value_e4) AS value_e4 "
                 f"FROM {states.table} WHERE {states.where} "
@@ -639,7 +639,7 @@ class SalesAnalytics:
         self._checked(where)
         closed = DealStates(where).closed_in(where)
         rate_day = rate_day_sql(rates)
-        closed_rows, open_rows = self._queries(
+        closed_rows, open_rows = self.reads.queries(
             [
                 (
                     f"SELECT owner_id, status, currency, {rate_day} AS rate_day, "
@@ -709,7 +709,7 @@ class SalesAnalytics:
                 f"SUM(CASE WHEN above_{n} > first_{n} THEN 1 ELSE 0 END) AS converted_{n}"
                 for n in range(len(open_ids))
             )
-            counted_entries = self._query(
+            counted_entries = self.reads.query(
                 f"SELECT {totals} FROM (SELECT id, {per_deal} FROM {STAGE_VISITS_TABLE} "
                 "WHERE organization_id = ? AND pipeline_id = ? AND entered_at_us <= ? "
                 "GROUP BY id) deals",
@@ -732,7 +732,7 @@ class SalesAnalytics:
                         converted / entered if entered else None,
                     )
                 )
-            counted = self._query(
+            counted = self.reads.query(
                 "SELECT from_stage, stage, COUNT(*) AS moves FROM "
                 f"{STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} "
                 "AND from_stage IS NOT NULL GROUP BY from_stage, stage",
@@ -850,7 +850,7 @@ class SalesAnalytics:
             )
         now_us = self._now_us(where)
         visits = []
-        for row in (row for rows in self._queries(statements) for row in rows):
+        for row in (row for rows in self.reads.queries(statements) for row in rows):
             left = int(row["left_at_us"])
             still_there = left > where.as_of_us
             end = now_us if still_there else left
@@ -886,9 +886,11 @@ class SalesAnalytics:
                 f"WITHIN GROUP (ORDER BY {duration}) AS percentiles_us FROM {source}"
             )
             if groups is None:
-                rows = self._query(f"SELECT {group} AS grp, {figures} GROUP BY {group}", params)
+                rows = self.reads.query(
+                    f"SELECT {group} AS grp, {figures} GROUP BY {group}", params
+                )
             else:
-                rows = self._query_side_by_side(
+                rows = self.reads.side_by_side(
                     f"SELECT CAST(? AS TEXT) AS grp, {figures} AND {group} = ?",
                     [[key, *params, key] for key in groups],
                 )
@@ -905,9 +907,9 @@ class SalesAnalytics:
         # SQLite runs in this process: the durations themselves are cheap to take, and
         # sorting them here beats window functions over the rows.
         if groups is None:
-            rows = self._query(f"SELECT {group} AS grp, {duration} AS d FROM {source}", params)
+            rows = self.reads.query(f"SELECT {group} AS grp, {duration} AS d FROM {source}", params)
         else:
-            rows = self._query_one_by_one(
+            rows = self.reads.one_by_one(
                 f"SELECT CAST(? AS TEXT) AS grp, {duration} AS d FROM {source} AND {group} = ?",
                 [[key, *params, key] for key in groups],
             )
@@ -968,7 +970,7 @@ class SalesAnalytics:
             params.append(first_day_on_or_after(where.period_to).isoformat())
         dated = where.period_from is not None or where.period_to is not None
         table = PIPELINE_VALUE_TABLE if dated else PIPELINE_TOTALS_TABLE
-        return self._query(
+        return self.reads.query(
             "SELECT pipeline_id, stage, currency, SUM(deals) AS deals, "
             "SUM(value_e4) AS value_e4, SUM(weighted_e6) AS weighted_e6 "
             f"FROM {table} WHERE {' AND '.join(clauses)} "
@@ -1021,7 +1023,7 @@ class SalesAnalytics:
             client_params = [where.as_of_us, where.as_of_us]
         qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
         rate_day = rate_day_sql(rates, "d.currency", "d.closed_at_us")
-        return self._query(
+        return self.reads.query(
             "SELECT c.category AS key, d.status AS status, d.currency AS currency, "
             f"{rate_day} AS rate_day, COUNT(*) AS deals, SUM(d.value_e4) AS value_e4 "
             f"FROM {states.table} d LEFT JOIN {clients} c ON c.id = d.client_id{client_clause} "
@@ -1040,77 +1042,6 @@ class SalesAnalytics:
             return [pipelines[where.pipeline_id]]
         return list(pipelines.values())
 
-    def _query(self, statement: str, params: list[Any]) -> list[Any]:
-        with self.store.transaction(commit=False) as cursor:
-            return _fetch(cursor, statement, params)
-
-    def _query_side_by_side(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
-        """``statement`` once per parameter list, the parts side by side (:meth:`_side_by_side`)
-        or else joined by UNION ALL: the same rows from one statement, one snapshot."""
-        parts = self._side_by_side([(statement, params) for params in each_params])
-        if parts is None:
-            return self._query_one_by_one(statement, each_params)
-        return [row for rows in parts for row in rows]
-
-    def _queries(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]]:
-        """Each statement's rows, all from one snapshot: side by side if it can be, else one
-        after the other in one transaction."""
-        if len(parts) < 2:
-            return [self._query(*part) for part in parts]
-        found = self._side_by_side(parts)
-        if found is not None:
-            return found
-        with self.store.transaction(commit=False) as cursor:
-            if self.store.dialect == "postgres":
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            return [_fetch(cursor, statement, params) for statement, params in parts]
-
-    def _query_one_by_one(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
-        """The same rows from one statement (one snapshot): the parts joined by UNION ALL."""
-        return self._query(
-            " UNION ALL ".join([statement] * len(each_params)),
-            [value for params in each_params for value in params],
-        )
-
-    def _side_by_side(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]] | None:
-        """Each part's rows, each part on a connection of its own at the same time, in one
-        snapshot: one backend would read (and sort) them one after the other. None where that
-        is not to be had: SQLite, a single part, or no slot free."""
-        if len(parts) < 2 or self.store.dialect != "postgres":
-            return None
-        # A request holds its first connection while its other parts wait for theirs: with
-        # more such requests than connections, none would move. So a few at a time.
-        if not _SIDE_BY_SIDE_SLOTS.acquire(blocking=False):
-            return None
-        try:
-            return self._in_one_snapshot(parts)
-        finally:
-            _SIDE_BY_SIDE_SLOTS.release()
-
-    def _in_one_snapshot(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]]:
-        """The first transaction exports its snapshot; the others import it, so the parts
-        add up as a single statement's would."""
-        with self.store.transaction(commit=False) as first:
-            first.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            first.execute("SELECT pg_export_snapshot() AS snapshot")
-            snapshot = first.fetchall()[0]["snapshot"]
-
-            def in_snapshot(statement: str, params: list[Any]) -> list[Any]:
-                with self.store.transaction(commit=False) as cursor:
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-                    return _fetch(cursor, statement, params)
-
-            others = [_SIDE_BY_SIDE.submit(in_snapshot, *part) for part in parts[1:]]
-            rows = _fetch(first, *parts[0])
-            return [rows, *(other.result() for other in others)]
-
-
-# The parts of one analytic that PostgreSQL computes side by side (see
-# SalesAnalytics._query_side_by_side): threads that wait on the database, and at most two
-# requests at a time doing so.
-_SIDE_BY_SIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="analytics-part")
-_SIDE_BY_SIDE_SLOTS = threading.BoundedSemaphore(2)
 
 WIN_LOSS_COLUMNS = {
     "lost_reason": "lost_reason",
@@ -1119,11 +1050,6 @@ WIN_LOSS_COLUMNS = {
     "owner": "owner_id",
     "client_category": "client_category",
 }
-
-
-def _fetch(cursor: SqlCursor, statement: str, params: list[Any]) -> list[Any]:
-    cursor.execute(statement, params)
-    return cursor.fetchall()
 
 
 def _stage_ranks(pipeline: Pipeline) -> dict[str, int]:

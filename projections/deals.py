@@ -124,8 +124,10 @@ class DealsProjection(ChangesProjection):
         f"{CLOSED_DEAL_FACTS}) WHERE {CLOSED_INDEXED}",
         "CREATE INDEX IF NOT EXISTS rm_deals_open_facts ON rm_deals "
         f"(organization_id, expected_close_date, {OPEN_DEAL_FACTS}) WHERE {OPEN_DEALS}",
-        "DROP INDEX IF EXISTS rm_deals_closed",  # replaced by rm_deals_closed_facts
-        "DROP INDEX IF EXISTS rm_deals_closed_cycle",  # replaced by rm_deals_closed_facts
+        # The sales cycle reads only the close and open times: a narrower index, fewer pages.
+        "CREATE INDEX IF NOT EXISTS rm_deals_closed_cycle "
+        "ON rm_deals (organization_id, status, closed_at_us, opened_at_us)",
+        "DROP INDEX IF EXISTS rm_deals_closed",  # replaced by rm_deals_closed_cycle
         "CREATE INDEX IF NOT EXISTS rm_deals_by_client ON rm_deals (organization_id, client_id)",
         "CREATE INDEX IF NOT EXISTS rm_deals_closed_by_owner "
         "ON rm_deals (organization_id, owner_id, status, closed_at_us, opened_at_us)",

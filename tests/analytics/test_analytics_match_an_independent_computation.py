@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from projections import analytics as analytics_module
+from projections import snapshot_reads
 from tests.analytics.history import END, EXCHANGE_RATES, START, TWO_PIPELINES, pipelines
 from tests.analytics.matching import assert_matches
 from tests.analytics.oracle import Query
@@ -195,7 +195,7 @@ def test_given_every_side_by_side_slot_busy_when_an_outcome_split_analytic_is_re
 ) -> None:
     # On PostgreSQL each outcome (won, lost) is computed on a connection of its own; with those
     # slots taken by other requests, the one-statement path answers instead.
-    slots = analytics_module._SIDE_BY_SIDE_SLOTS
+    slots = snapshot_reads._SIDE_BY_SIDE_SLOTS
     taken = [slots.acquire(blocking=False) for _ in range(2)]
     try:
         check(history, name, QUERIES["everything now"])
