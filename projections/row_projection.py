@@ -37,7 +37,8 @@ class RowProjection(ABC):
     keeps_history: ClassVar[bool] = False
     """Also keep every version of every row, valid over its business-time interval
     ``[valid_from_us, valid_to_us)`` in ``<table>_history``: the record as of any instant."""
-    history_indexes: ClassVar[tuple[str, ...]] = ()
+    history_indexes: ClassVar[tuple[str, ...] | None] = None
+    """The history table's indexes; by default one by organization and validity bounds."""
 
     @property
     def name(self) -> str:
@@ -62,9 +63,14 @@ class RowProjection(ABC):
                 f"CREATE TABLE IF NOT EXISTS {self.history_table} ({typed}, "
                 "valid_from_us BIGINT NOT NULL, valid_to_us BIGINT NOT NULL, "
                 "PRIMARY KEY (id, version))",
-                f"CREATE INDEX IF NOT EXISTS {self.history_table}_valid "
-                f"ON {self.history_table} (organization_id, valid_to_us, valid_from_us)",
-                *self.history_indexes,
+                *(
+                    (
+                        f"CREATE INDEX IF NOT EXISTS {self.history_table}_valid "
+                        f"ON {self.history_table} (organization_id, valid_to_us, valid_from_us)",
+                    )
+                    if self.history_indexes is None
+                    else self.history_indexes
+                ),
             ]
         return statements
 
