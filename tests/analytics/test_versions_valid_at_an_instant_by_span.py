@@ -58,7 +58,7 @@ def test_given_versions_of_every_length_when_read_by_span_then_each_valid_one_co
 ) -> None:
     boundaries = [row[0] for row in versions.execute("SELECT valid_from_us FROM versions")]
     instants = [*random.Random(11).sample(boundaries, 40), *(b - 1 for b in boundaries[:40])]
-    instants += [0, 400 * DAY_US, 4 * 365 * DAY_US, 9 * 365 * DAY_US]
+    instants += [0, 400 * DAY_US, 4 * 365 * DAY_US, 9 * 365 * DAY_US, FOREVER_US - 1]
     for instant in instants:
         expected = versions.execute(
             "SELECT id, version FROM versions WHERE valid_from_us <= ? AND valid_to_us > ? "
@@ -67,6 +67,8 @@ def test_given_versions_of_every_length_when_read_by_span_then_each_valid_one_co
         ).fetchall()
         assert valid_at(versions, instant) == expected, instant
     assert any(valid_at(versions, instant) for instant in instants)
+    # "Now" (the instant before forever) reads the current versions: one per record.
+    assert len(valid_at(versions, FOREVER_US - 1)) == 300
 
 
 def test_given_the_span_index_when_reading_one_class_then_only_its_recent_range_is_searched(
