@@ -6,11 +6,14 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import JSONTranscoder, Recording
+from eventsourcing.persistence import ApplicationRecorder, JSONTranscoder, Recording
 
 from event_store.group_commit import GroupCommit, notifications_for
 from event_store.location import StoreLocation
+from event_store.read_model_store import admin_connection
 from event_store.transcodings import register_crm_transcodings
+
+EVENT_STORE_LOCK_KEY = 7_261_015_002  # pg_advisory_lock key of the event store's set-up
 
 
 class EventStoreApplication(Application[UUID]):
@@ -22,6 +25,20 @@ class EventStoreApplication(Application[UUID]):
         self.location = location
         super().__init__(env={**location.event_store_env(), **env})
         self.group_commit = GroupCommit(self.recorder)
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        """The library's recorder, its tables made under a PostgreSQL advisory lock. The
+        library replaces its functions each time (CREATE OR REPLACE FUNCTION); processes
+        starting together (``crm serve --workers``) would do so at the same moment, which
+        PostgreSQL refuses ("tuple concurrently updated")."""
+        if not self.location.is_postgres:
+            return super().construct_recorder()
+        with admin_connection(self.location) as connection:
+            connection.execute("SELECT pg_advisory_lock(%s)", [EVENT_STORE_LOCK_KEY])
+            try:
+                return super().construct_recorder()
+            finally:
+                connection.execute("SELECT pg_advisory_unlock(%s)", [EVENT_STORE_LOCK_KEY])
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

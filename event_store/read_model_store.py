@@ -256,7 +256,8 @@ class ReadModelStore:
             self._postgres.close()
 
 
-def _admin_connection(location: StoreLocation) -> psycopg.Connection[Any]:
+def admin_connection(location: StoreLocation) -> psycopg.Connection[Any]:
+    """A connection of its own (autocommit) to the PostgreSQL database of ``location``."""
     pg = location.postgres
     assert pg is not None
     return psycopg.connect(
@@ -270,10 +271,10 @@ def _admin_connection(location: StoreLocation) -> psycopg.Connection[Any]:
 
 
 def create_schema(location: StoreLocation, schema: str) -> None:
-    with _admin_connection(location) as conn:
+    with admin_connection(location) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
 def drop_schema(location: StoreLocation, schema: str) -> None:
-    with _admin_connection(location) as conn:
+    with admin_connection(location) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
