@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from crm.app import create_app
 from crm.kafka_wiring import run_relay
 from crm.settings import Settings
-from tests.kafka.stream import kafka_workers
+from tests.kafka.stream import kafka_workers, wait_for
 
 
 @pytest.fixture
@@ -41,6 +41,12 @@ def test_a_read_with_min_position_waits_for_the_read_models_fed_through_kafka(
     kafka_settings: Settings, scaled_api: TestClient, relay_running: None
 ) -> None:
     with kafka_workers(kafka_settings, "read-your-writes", count=1):
+        # The pipeline first starts (the relay connects, the worker joins its group): under a
+        # loaded CI machine that alone has outlasted a read's 5 s wait. Once a first record
+        # has gone through, each read must wait for its own write.
+        first = scaled_api.post("/clients", json={"name": "Warm-up"})
+        assert first.status_code == 201, first.text
+        wait_for(lambda: caught_up(scaled_api), 120, "the Kafka-fed read models to catch up")
         for n in range(5):
             created = scaled_api.post("/clients", json={"name": f"Acme {n}"})
             assert created.status_code == 201, created.text
@@ -55,3 +61,8 @@ def test_a_read_with_min_position_waits_for_the_read_models_fed_through_kafka(
             assert int(response.headers["X-Read-Position"]) >= position
         health = scaled_api.get("/healthz").json()
         assert health["read_position"] == health["head_position"]
+
+
+def caught_up(api: TestClient) -> bool:
+    health = api.get("/healthz").json()
+    return bool(health["read_position"] == health["head_position"])
