@@ -607,12 +607,12 @@ class SalesAnalytics:
             rows = self._closed_with_client_category(states, where, rates)
         else:
             rate_day = rate_day_sql(rates)
-            rows = self.reads.query(
+            rows = self.reads.side_by_side(
                 f"SELECT {column} AS key, status, currency, {rate_day} AS rate_day, "
                 "COUNT(*) AS deals, SUM(value_e4) AS value_e4 "
-                f"FROM {states.table} WHERE {states.where} "
+                f"FROM {states.table} WHERE {states.where} AND status = ? "
                 f"GROUP BY {column}, status, currency, {rate_day}",
-                states.params,
+                _each_outcome(states.params),
             )
         grouped: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
@@ -639,19 +639,20 @@ class SalesAnalytics:
         self._checked(where)
         closed = DealStates(where).closed_in(where)
         rate_day = rate_day_sql(rates)
-        closed_rows, open_rows = self.reads.queries(
+        closed_by_owner = (
+            f"SELECT owner_id, status, currency, {rate_day} AS rate_day, "
+            "COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
+            "SUM(closed_at_us - opened_at_us) AS cycle_us "
+            f"FROM {closed.table} WHERE {closed.where} AND status = ? "
+            f"GROUP BY owner_id, status, currency, {rate_day}"
+        )
+        won_rows, lost_rows, open_rows = self.reads.queries(
             [
-                (
-                    f"SELECT owner_id, status, currency, {rate_day} AS rate_day, "
-                    "COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
-                    "SUM(closed_at_us - opened_at_us) AS cycle_us "
-                    f"FROM {closed.table} WHERE {closed.where} "
-                    f"GROUP BY owner_id, status, currency, {rate_day}",
-                    closed.params,
-                ),
+                *((closed_by_owner, params) for params in _each_outcome(closed.params)),
                 self._open_pipeline_by_owner(where),
             ]
         )
+        closed_rows = won_rows + lost_rows
         owners: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in closed_rows:
             owners[row["owner_id"]][row["status"]].append(row)
@@ -1023,12 +1024,13 @@ class SalesAnalytics:
             client_params = [where.as_of_us, where.as_of_us]
         qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
         rate_day = rate_day_sql(rates, "d.currency", "d.closed_at_us")
-        return self.reads.query(
+        return self.reads.side_by_side(
             "SELECT c.category AS key, d.status AS status, d.currency AS currency, "
             f"{rate_day} AS rate_day, COUNT(*) AS deals, SUM(d.value_e4) AS value_e4 "
             f"FROM {states.table} d LEFT JOIN {clients} c ON c.id = d.client_id{client_clause} "
-            f"WHERE {qualified} GROUP BY c.category, d.status, d.currency, {rate_day}",
-            [*client_params, *states.params],
+            f"WHERE {qualified} AND d.status = ? "
+            f"GROUP BY c.category, d.status, d.currency, {rate_day}",
+            _each_outcome([*client_params, *states.params]),
         )
 
     def _checked(self, where: AnalyticsFilter) -> dict[str, Pipeline]:
@@ -1073,6 +1075,12 @@ def _instants_from(start_us: int, step_us: int, column: str) -> str:
     it is before the first): ⌈(column − start) / step⌉, from integers on both stores."""
     since, step = f"({column} - {int(start_us)})", int(step_us)
     return f"(CASE WHEN {since} <= 0 THEN 0 ELSE ({since} + {step - 1}) / {step} END)"
+
+
+def _each_outcome(params: list[Any]) -> list[list[Any]]:
+    """``params`` once per outcome (won, lost), each followed by it: a closed-deal statement
+    ending ``AND status = ?`` reads each outcome's range of the index, the two side by side."""
+    return [[*params, outcome] for outcome in (DealStatus.WON.value, DealStatus.LOST.value)]
 
 
 def _summary_scope(where: AnalyticsFilter) -> tuple[list[str], list[Any]]:

@@ -189,12 +189,23 @@ def test_given_steps_on_changes_of_its_deals_when_a_forecast_history_is_read_the
             assert_matches(history.read(probe), expected)
 
 
-@pytest.mark.parametrize("name", ["sales cycle", "win rate"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sales cycle",
+        "win rate",
+        "win-loss by lost_reason",
+        "win-loss by client_category",
+        "salespeople",
+        "forecast",
+    ],
+)
 def test_given_every_side_by_side_slot_busy_when_an_outcome_split_analytic_is_read_then_it_matches(
     history: GeneratedHistory, name: str
 ) -> None:
-    # On PostgreSQL each outcome (won, lost) is computed on a connection of its own; with those
-    # slots taken by other requests, the one-statement path answers instead.
+    # On PostgreSQL each part (an outcome, won or lost; the open deals) is read on a connection
+    # of its own; with those slots taken by other requests, one statement or one transaction
+    # answers instead.
     slots = snapshot_reads._SIDE_BY_SIDE_SLOTS
     taken = [slots.acquire(blocking=False) for _ in range(2)]
     try:
