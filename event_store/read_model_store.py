@@ -38,12 +38,12 @@ class _RawCursor(Protocol):
     def fetchone(self) -> Any: ...
 
 
-@lru_cache(maxsize=512)
 def sql_text(value: str) -> str:
     """A SQL string literal (quotes doubled), for constants a statement names itself."""
     return "'" + value.replace("'", "''") + "'"
 
 
+@lru_cache(maxsize=512)
 def _for_psycopg(statement: str) -> str:
     return re.sub(r"\?", "%s", statement.replace("%", "%%"))
 
