@@ -28,7 +28,14 @@ from aggregates.exchange_rates import RateTable
 from aggregates.pipeline import PIPELINES, StageKind
 from aggregates.pipeline import PipelineDefinition as Pipeline
 from event_store.read_model_store import ReadModelStore, sql_text
-from projections.currency import EPOCH_DAY, FOUR_PLACES, BaseAmount, Rates, rate_day_sql
+from projections.currency import (
+    EPOCH_DAY,
+    FOUR_PLACES,
+    BaseAmount,
+    Rates,
+    close_day_sql,
+    rate_day_sql,
+)
 from projections.deals import (
     CLOSED_DEALS,
     OPEN_DEALS,
@@ -39,7 +46,7 @@ from projections.deals import (
 from projections.listing import InvalidQuery
 from projections.row_projection import FOREVER_US
 from projections.snapshot_reads import SnapshotReads
-from projections.spans import valid_at_by_span
+from projections.spans import union_by_span, valid_at_by_span
 from projections.units import (
     MICROS_PER_DAY,
     instant_from_micros,
@@ -257,24 +264,17 @@ class DealStates:
     """``FROM … WHERE …`` for the deals as they stood at ``as_of`` (or now)."""
 
     def __init__(self, where: AnalyticsFilter) -> None:
-        self.clauses: list[str] = ["organization_id = ?"]
-        self.params: list[Any] = [str(where.organization_id)]
+        self.clauses, self.params = _scope(where, "owner_id")
         self.as_of_us = None if where.as_of is None else where.as_of_us
         self.by_span = False
         if where.as_of is None:
             self.table = "rm_deals"
         else:
             self.table = "rm_deals_history"
-            self.clauses += ["valid_from_us <= ?", "valid_to_us > ?"]
-            self.params += [where.as_of_us, where.as_of_us]
-        if where.pipeline_id is not None:
-            self.clauses.append("pipeline_id = ?")
-            self.params.append(where.pipeline_id)
-        if where.owner_id is not None:
-            self.clauses.append("owner_id = ?")
-            self.params.append(where.owner_id)
+            self.also("valid_from_us <= ?", where.as_of_us).also("valid_to_us > ?", where.as_of_us)
 
     def also(self, clause: str, *params: Any) -> DealStates:
+        """One more condition, led by a deal column (a join qualifies it by prefixing)."""
         self.clauses.append(clause)
         self.params.extend(params)
         return self
@@ -303,14 +303,10 @@ class DealStates:
         if not self.by_span:
             return statement, list(self.params)
         assert self.as_of_us is not None
-        parts = valid_at_by_span(self.as_of_us)
-        return (
-            " UNION ALL ".join(f"{statement} AND {span}" for span, _ in parts),
-            [value for _, span_params in parts for value in (*self.params, *span_params)],
-        )
+        return union_by_span(statement, self.params, valid_at_by_span(self.as_of_us))
 
 
-CLOSE_DAY = "closed_at_us / 86400000000"  # whole days since 1970-01-01 UTC, on both stores
+CLOSE_DAY = close_day_sql()
 
 
 def sums_by_currency(rows: Iterable[Any], key: str = "currency") -> list[CurrencyTotal]:
@@ -464,12 +460,9 @@ class SalesAnalytics:
             f"{_instants_from(start_us, step_us, 'valid_from_us')} AS first_k, "
             f"{_instants_from(start_us, step_us, 'valid_to_us')} AS end_k"
         )
-        scope = ["organization_id = ?", "valid_to_us > ?", "valid_from_us <= ?"]
-        params: list[Any] = [str(where.organization_id), start_us, last_us]
-        for column, value in (("pipeline_id", where.pipeline_id), ("owner_id", where.owner_id)):
-            if value is not None:
-                scope.append(f"{column} = ?")
-                params.append(value)
+        scope, params = _scope(where, "owner_id")
+        scope.append("valid_to_us > ? AND valid_from_us <= ?")  # valid at some instant
+        params += [start_us, last_us]
         month_us = [micros(datetime.combine(day, time(0), UTC)) for day in (month, following)]
         open_rows, won_rows = self.reads.queries(
             [
@@ -535,12 +528,9 @@ class SalesAnalytics:
         states = DealStates(where).closed_in(where)
         if where.as_of is None:  # each outcome a range of an index: counted side by side
             rows = self.reads.side_by_side(
-                f"SELECT CAST(? AS TEXT) AS status, COUNT(*) AS deals FROM {states.table} "
-                f"WHERE {states.where} AND status = ?",
-                [
-                    [key, *states.params, key]
-                    for key in (DealStatus.WON.value, DealStatus.LOST.value)
-                ],
+                f"SELECT status, COUNT(*) AS deals FROM {states.table} "
+                f"WHERE {states.where} AND status = ? GROUP BY status",
+                _each_outcome(states.params),
             )
         else:  # one scan of the history serves both
             rows = self.reads.query(
@@ -840,8 +830,7 @@ class SalesAnalytics:
         for clauses, params in selections:
             chosen = f"SELECT {columns} FROM {STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)}"
             if by_span is not None:
-                chosen = " UNION ALL ".join(f"{chosen} AND {span}" for span, _ in by_span)
-                params = [v for _, span_params in by_span for v in (*params, *span_params)]
+                chosen, params = union_by_span(chosen, params, by_span)
             statements.append(
                 (
                     f"SELECT {columns} FROM ({chosen}) chosen ORDER BY {order}"
@@ -962,7 +951,7 @@ class SalesAnalytics:
         return clauses, params
 
     def _current_pipeline_value(self, where: AnalyticsFilter) -> list[Any]:
-        clauses, params = _summary_scope(where)
+        clauses, params = _scope(where, "owner_key")
         if where.period_from is not None:
             clauses.append("expected_close_date >= ?")
             params.append(first_day_on_or_after(where.period_from).isoformat())
@@ -984,7 +973,7 @@ class SalesAnalytics:
         """Open deals per owner and currency: now from the open-pipeline summary (a few
         hundred rows), as of an instant from the deals' versions valid then."""
         if where.as_of is None:
-            clauses, params = _summary_scope(where)
+            clauses, params = _scope(where, "owner_key")
             return (
                 "SELECT NULLIF(owner_key, '') AS owner_id, currency, SUM(deals) AS deals, "
                 "SUM(value_e4) AS value_e4, SUM(weighted_e6) AS weighted_e6 "
@@ -1083,10 +1072,11 @@ def _each_outcome(params: list[Any]) -> list[list[Any]]:
     return [[*params, outcome] for outcome in (DealStatus.WON.value, DealStatus.LOST.value)]
 
 
-def _summary_scope(where: AnalyticsFilter) -> tuple[list[str], list[Any]]:
-    """The organization, pipeline and owner asked for, in the open-pipeline summaries."""
-    clauses, params = ["organization_id = ?"], [str(where.organization_id)]
-    for column, value in (("pipeline_id", where.pipeline_id), ("owner_key", where.owner_id)):
+def _scope(where: AnalyticsFilter, owner_column: str) -> tuple[list[str], list[Any]]:
+    """The organization, pipeline and owner asked for (the owner in ``owner_column``)."""
+    clauses: list[str] = ["organization_id = ?"]
+    params: list[Any] = [str(where.organization_id)]
+    for column, value in (("pipeline_id", where.pipeline_id), (owner_column, where.owner_id)):
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)

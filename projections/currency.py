@@ -90,7 +90,7 @@ def rate_day_sql(
 
     Closed money grouped by it instead of by close day converts the same (a rate applies to
     the sum as to each part), in a few groups per rate rather than one per day."""
-    close_day = f"{closed_at} / {MICROS_PER_DAY}"
+    close_day = close_day_sql(closed_at)
     branches = [f"WHEN {sql_text(rates.base_currency)} THEN 0"]
     for code, days in sorted(rates.effective_days().items()):
         if code == rates.base_currency or not days:
@@ -99,3 +99,8 @@ def rate_day_sql(
         steps = " ".join(f"WHEN {closed_at} >= {n * MICROS_PER_DAY} THEN {n}" for n in since)
         branches.append(f"WHEN {sql_text(code)} THEN CASE {steps} ELSE {close_day} END")
     return f"(CASE {currency} {' '.join(branches)} ELSE {close_day} END)"
+
+
+def close_day_sql(closed_at: str = "closed_at_us") -> str:
+    """A SQL expression: whole days since 1970-01-01 (UTC) of a close, on both stores."""
+    return f"{closed_at} / {MICROS_PER_DAY}"

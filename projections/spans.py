@@ -55,3 +55,14 @@ def valid_at_by_span(
         for number, limit in enumerate(SPAN_LIMITS_US)
     ]
     return [*bounded, (f"{span_class} = {len(SPAN_LIMITS_US)}", [])]
+
+
+def union_by_span(
+    statement: str, params: list[Any], spans: list[tuple[str, list[Any]]]
+) -> tuple[str, list[Any]]:
+    """``statement`` (a SELECT ending in its WHERE conditions) once per span condition of
+    :func:`valid_at_by_span`, joined by UNION ALL, and the parameters of the whole."""
+    return (
+        " UNION ALL ".join(f"{statement} AND {span}" for span, _ in spans),
+        [value for _, span_params in spans for value in (*params, *span_params)],
+    )

@@ -81,9 +81,9 @@ ConsistentRead = Depends(consistent_read)
 
 def prepared_json(answer: BaseModel, response: Response) -> Response:
     """``answer`` as JSON, serialized once by pydantic, with the headers the dependencies
-    set on ``response`` (X-Read-Position). For a long list this saves more time than reading
-    it took: FastAPI would validate a returned model again, then serialize it by way of
-    Python objects."""
+    set on ``response`` (X-Read-Position). FastAPI would validate a returned model again,
+    then serialize it by way of Python objects: for the rotting list's 1,000 visits that
+    cost ≈ 8 ms of ≈ 65 (measured on the 1M-event book)."""
     prepared = Response(answer.model_dump_json(), media_type="application/json")
     for name, value in response.headers.items():
         if name not in ("content-length", "content-type"):

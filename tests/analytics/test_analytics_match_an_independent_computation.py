@@ -200,7 +200,7 @@ def test_given_steps_on_changes_of_its_deals_when_a_forecast_history_is_read_the
         "forecast",
     ],
 )
-def test_given_every_side_by_side_slot_busy_when_an_outcome_split_analytic_is_read_then_it_matches(
+def test_given_every_side_by_side_slot_busy_when_an_analytic_read_in_parts_is_read_then_it_matches(
     history: GeneratedHistory, name: str
 ) -> None:
     # On PostgreSQL each part (an outcome, won or lost; the open deals) is read on a connection

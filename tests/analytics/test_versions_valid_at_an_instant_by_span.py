@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from projections.row_projection import FOREVER_US
-from projections.spans import SPAN_CLASS, SPAN_LIMITS_US, valid_at_by_span
-
-DAY_US = 86_400_000_000
+from projections.spans import SPAN_CLASS, SPAN_LIMITS_US, union_by_span, valid_at_by_span
+from projections.units import MICROS_PER_DAY as DAY_US
 
 
 @pytest.fixture
@@ -44,12 +43,11 @@ def versions() -> Iterator[sqlite3.Connection]:
 
 
 def valid_at(connection: sqlite3.Connection, instant: int) -> list[tuple[int, int]]:
-    bounds = "valid_from_us <= ? AND valid_to_us > ?"
-    parts = valid_at_by_span(instant)
-    statement = " UNION ALL ".join(
-        f"SELECT id, version FROM versions WHERE {bounds} AND {span}" for span, _ in parts
+    statement, params = union_by_span(
+        "SELECT id, version FROM versions WHERE valid_from_us <= ? AND valid_to_us > ?",
+        [instant, instant],
+        valid_at_by_span(instant),
     )
-    params = [value for _, span_params in parts for value in (instant, instant, *span_params)]
     return sorted(connection.execute(statement, params).fetchall())
 
 
