@@ -175,6 +175,7 @@ class EventRelay:
         self._prepare_topic = prepare_topic
         self._producer: Any = None
         with store.transaction(commit=True) as cursor:
+            store.lock_schema(cursor)  # the relay and the workers start together
             create_relay_offsets_table(cursor)
 
     @property

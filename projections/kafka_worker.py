@@ -147,6 +147,7 @@ class KafkaProjectionWorker:
     def _create_tables(self) -> None:
         self.read_models.create_tables()
         with self.store.transaction(commit=True) as cursor:
+            self.store.lock_schema(cursor)  # workers and the relay start together
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (group_id TEXT NOT NULL, "
                 "topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, "
@@ -154,6 +155,7 @@ class KafkaProjectionWorker:
                 "PRIMARY KEY (group_id, topic, kafka_partition))"
             )
         with self.relay_store.transaction(commit=True) as cursor:
+            self.relay_store.lock_schema(cursor)
             create_relay_offsets_table(cursor)
 
     # --- the loop --------------------------------------------------------------------------
