@@ -140,6 +140,12 @@ def forget_staging_tables(connection: Any) -> None:
         _staged.pop(connection, None)
 
 
+def is_deadlock(error: BaseException) -> bool:
+    """Whether PostgreSQL rolled the transaction back to break a deadlock (the library
+    wraps the driver's error; it is the cause)."""
+    return isinstance(error.__cause__, psycopg.errors.DeadlockDetected)
+
+
 def generation_schema(generation: int) -> str:
     """The PostgreSQL schema of a read-model generation (the first lives in ``public``)."""
     return "public" if generation == 1 else f"read_models_g{generation}"

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 
 from event_store.application import EventStoreApplication
-from event_store.read_model_store import ReadModelStore
+from event_store.location import StoreLocation
+from event_store.read_model_store import ReadModelStore, is_deadlock
 from projections.generations import Generations
+from projections.partitions import Partition, PartitionProgress, run_partitions
 from projections.read_models import ReadModels
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ TRACKING_NAME = "read_models"
 IDLE_POLL_SECONDS = 1.0
 LIVE_CHECK_SECONDS = 1.0  # how often a following worker asks which generation is live
 BULK_LOAD_EVENTS = 50_000  # a catch-up from empty over at least this many events: a bulk load
+BULK_LOAD_PROCESSES = 2  # a bulk load on PostgreSQL: one process per partition of the records
 
 
 @dataclass(frozen=True)
@@ -60,28 +63,35 @@ class ProjectionWorker:
         follow_live: Generations | None = None,
         bulk_load_events: int = BULK_LOAD_EVENTS,
         gather_seconds: float = 0.0,
+        partitions: int = BULK_LOAD_PROCESSES,
+        create_tables: bool = True,
     ) -> None:
         """With ``follow_live``, the worker moves to whichever generation is live at the
-        start of each batch (a rebuild elsewhere may switch it)."""
+        start of each batch (a rebuild elsewhere may switch it). With ``partitions`` > 1, a
+        bulk load on PostgreSQL runs in that many processes (:mod:`projections.partitions`)."""
         self.events = events
         self.batch_size = batch_size
         self.tracking_name = tracking_name
         self.follow_live = follow_live
         self.bulk_load_events = bulk_load_events
         self.gather_seconds = gather_seconds
+        self.partitions = partitions
+        self.partition: Partition | None = None
+        """Set in a partition's process: only its share of the records is folded."""
         self._bulk_loading = False
         self.wakeup = threading.Event()
         self._progress = threading.Condition()
         self._stores: dict[int, ReadModelStore] = {}
         self.last_position = 0
-        self.use(store)
+        self.use(store, create_tables=create_tables)
 
-    def use(self, store: ReadModelStore) -> None:
+    def use(self, store: ReadModelStore, *, create_tables: bool = True) -> None:
         """Feed this generation's store from now on."""
         self._stores.setdefault(store.generation, store)
         self.store = store
         self.read_models = ReadModels(store)
-        self.read_models.create_tables()
+        if create_tables:
+            self.read_models.create_tables()
         self.last_position = store.position(self.tracking_name)
 
     def follow_live_generation(self) -> None:
@@ -103,11 +113,16 @@ class ProjectionWorker:
             start=start, limit=self.batch_size, inclusive_of_start=False
         )
         to_event = self.events.mapper.to_domain_event
+        partition, projected = self.partition, ReadModels.is_projected
         return Batch(
             start,
             notifications[-1].id if notifications else start,
             len(notifications),
-            [to_event(n) for n in notifications if ReadModels.is_projected(n.topic)],
+            [
+                to_event(n)
+                for n in notifications
+                if projected(n.topic) and (partition is None or partition.holds(n))
+            ],
         )
 
     def apply(self, batch: Batch) -> BatchResult:
@@ -143,6 +158,8 @@ class ProjectionWorker:
             self.read_models.drop_secondary_indexes()
         self._bulk_loading = bulk_load
         try:
+            if bulk_load and self.partitions > 1 and self.store.dialect == "postgres":
+                return self._catch_up_in_partitions(head, on_batch)
             return self._catch_up(start, head, on_batch)
         finally:
             self._bulk_loading = False
@@ -169,6 +186,44 @@ class ProjectionWorker:
                     upcoming.cancel()
                     upcoming = reader.submit(self.read_batch, start)
         return seen
+
+    def _catch_up_in_partitions(
+        self, head: int, on_batch: Callable[[BatchResult], None] | None
+    ) -> int:
+        """A bulk load folded by one process per :class:`Partition`, each at its own
+        tracked position (a load stopped midway resumes each where it was); then this
+        worker's position moves to ``head`` and the partitions' positions are forgotten."""
+        names = [
+            Partition(n, self.partitions).tracking_name(self.tracking_name)
+            for n in range(self.partitions)
+        ]
+        start = min(self.store.position(name) for name in names)
+
+        def report(progress: PartitionProgress) -> None:
+            if on_batch is not None:
+                on_batch(BatchResult(progress.notifications, progress.events, progress.position))
+
+        run_partitions(
+            fold_partition,
+            (
+                self.events.location,
+                self.store.location,
+                self.store.generation,
+                self.batch_size,
+                self.tracking_name,
+                head,
+            ),
+            self.partitions,
+            report,
+        )
+        with self.store.transaction(commit=True) as cursor:
+            self.store.insert_tracking(cursor, Tracking(self.tracking_name, head))
+            for name in names:
+                self.store.forget_position(cursor, name)
+        self.last_position = head
+        with self._progress:
+            self._progress.notify_all()
+        return head - start
 
     def run(self, stop: threading.Event) -> None:
         """Follow the log until ``stop`` is set, sleeping on :attr:`wakeup` when caught up.
@@ -215,3 +270,53 @@ class ProjectionWorker:
                     return False
                 self._progress.wait(min(remaining, 0.05))
         return True
+
+
+def fold_partition(
+    event_store: StoreLocation,
+    read_models: StoreLocation,
+    generation: int,
+    batch_size: int,
+    tracking_name: str,
+    head: int,
+    partition: Partition,
+    report: Callable[[PartitionProgress], None],
+) -> None:
+    """A partition's process: fold its share of the log up to ``head`` into an empty
+    generation whose secondary indexes the parent dropped (it builds them at the end).
+
+    Partitions add to the same summary rows, so two batches can deadlock on them;
+    PostgreSQL then rolls one back, and that batch is folded again."""
+    events = EventStoreApplication(event_store)
+    store = ReadModelStore(read_models, generation)
+    try:
+        worker = ProjectionWorker(
+            events,
+            store,
+            batch_size=batch_size,
+            tracking_name=partition.tracking_name(tracking_name),
+            create_tables=False,  # the parent builds the secondary indexes at the end
+        )
+        worker.partition = partition
+        worker._bulk_loading = True
+        while worker.position < head:
+            try:
+                worker._catch_up(
+                    worker.position,
+                    head,
+                    lambda result: report(
+                        PartitionProgress(
+                            partition.number,
+                            result.position,
+                            result.notifications,
+                            result.events_applied,
+                        )
+                    ),
+                )
+            except OperationalError as error:
+                if not is_deadlock(error):
+                    raise
+                log.info("partition %d: a batch deadlocked; folding it again", partition.number)
+    finally:
+        store.close()
+        events.close()

@@ -4,14 +4,19 @@ builds them once at the end: the same rows as a catch-up batch by batch, every i
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
+
+import pytest
 
 from aggregates.client import Client
 from aggregates.deal import Deal
 from commands.service import CrmApplication
 from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
+from projections.partitions import Partition, PartitionProgress
 from projections.read_models import ReadModels
-from projections.worker import ProjectionWorker
+from projections.worker import ProjectionWorker, fold_partition
+from tests.stores import settings_for
 from tests.unit.builders import at, day
 
 DEALS = 40
@@ -65,8 +70,9 @@ def rows_of(store: ReadModelStore, table: str, order: str) -> list[dict[str, obj
         return [dict(row) for row in cursor.fetchall()]
 
 
+@pytest.mark.parametrize("processes", [1, 2, 3])
 def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_match_and_every_index_is_built(  # noqa: E501
-    settings: Settings,
+    settings: Settings, processes: int
 ) -> None:
     location = settings.location()
     app = CrmApplication(location)
@@ -75,11 +81,15 @@ def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_
     try:
         ReadModels(bulk).create_tables()
         expected_indexes = index_names(bulk)
+        bulk_worker = ProjectionWorker(
+            app, bulk, batch_size=25, bulk_load_events=1, partitions=processes
+        )
 
-        seen = ProjectionWorker(app, bulk, batch_size=25, bulk_load_events=1).catch_up()
+        seen = bulk_worker.catch_up()
         ProjectionWorker(app, batched, batch_size=25, bulk_load_events=head + 1).catch_up()
 
         assert seen == head
+        assert bulk_worker.position == head
         assert index_names(bulk) == expected_indexes
         assert set(ReadModels(bulk).secondary_indexes()) <= expected_indexes
         for table, order in COMPARED_TABLES:
@@ -108,4 +118,40 @@ def test_given_a_bulk_load_stopped_without_its_indexes_when_a_worker_starts_then
         assert index_names(store) == expected
     finally:
         store.destroy()
+        app.close()
+
+
+@pytest.mark.postgres
+def test_given_a_partitioned_bulk_load_stopped_midway_when_caught_up_again_then_each_partition_resumes_and_rows_match(  # noqa: E501
+    tmp_path: Path,
+) -> None:
+    with settings_for("postgres", tmp_path / "var") as settings:
+        given_a_partitioned_bulk_load_stopped_midway(settings)
+
+
+def given_a_partitioned_bulk_load_stopped_midway(settings: Settings) -> None:
+    location = settings.location()
+    app = CrmApplication(location)
+    head = record_a_book(app)
+    bulk, batched = ReadModelStore(location, 2), ReadModelStore(location, 3)
+    try:
+        worker = ProjectionWorker(app, bulk, batch_size=25, bulk_load_events=1, partitions=2)
+        worker.read_models.drop_secondary_indexes()
+        reported: list[PartitionProgress] = []
+        # The first partition got halfway before the load stopped; the second never began.
+        fold_partition(location, location, 2, 25, "read_models", head // 2, Partition(0, 2),
+                       reported.append)  # fmt: skip
+
+        seen = worker.catch_up()
+        ProjectionWorker(app, batched, batch_size=25, bulk_load_events=head + 1).catch_up()
+
+        assert reported[-1].position >= head // 2
+        assert seen == head
+        assert worker.position == head
+        assert bulk.position("read_models@0/2") == bulk.position("read_models@1/2") == 0
+        for table, order in COMPARED_TABLES:
+            assert rows_of(bulk, table, order) == rows_of(batched, table, order), table
+    finally:
+        bulk.destroy()
+        batched.destroy()
         app.close()

@@ -1,0 +1,122 @@
+"""A bulk load spread over processes, each folding a disjoint share of the log's records.
+
+One process folds ≈ 60 µs of Python per event under one GIL while PostgreSQL waits for it,
+and then waits for PostgreSQL: two processes keep both cores busy. Each partition reads the
+whole log but decodes and folds only its own records, and tracks its own position, so a
+load stopped midway resumes each partition where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+
+log = logging.getLogger(__name__)
+
+RECORD_TOPICS = ("aggregates.client:", "aggregates.contact:", "aggregates.deal:")
+"""The records spread over the partitions; every other event (an organization's settings,
+users, tokens, pipelines, rates) goes to the first partition."""
+POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One of ``count`` disjoint shares of the records, folded by a process of its own.
+
+    A record's events all fall in one partition, so each row, its history and its stage
+    visits are written by one process; the open-pipeline summaries are sums, to which the
+    partitions add in any order."""
+
+    number: int
+    count: int
+
+    def holds(self, notification: Notification) -> bool:
+        if not notification.topic.startswith(RECORD_TOPICS):
+            return self.number == 0
+        record = notification.originator_id
+        number = record.int if isinstance(record, UUID) else UUID(record).int
+        return number % self.count == self.number
+
+    def tracking_name(self, name: str) -> str:
+        return f"{name}@{self.number}/{self.count}"
+
+
+@dataclass(frozen=True)
+class PartitionProgress:
+    """A batch a partition committed: its position and how much it read and folded."""
+
+    partition: int
+    position: int
+    notifications: int
+    events: int
+
+
+class ProgressReport:
+    """What a partition's process calls after each batch: hands the progress to the parent,
+    and stops the process (between batches) once the parent is gone."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.parent = os.getpid()  # made in the parent, called in the partition
+
+    def __call__(self, progress: PartitionProgress) -> None:
+        if os.getppid() != self.parent:
+            raise SystemExit("the bulk load's parent process is gone")
+        self.channel.put(progress)
+
+
+def run_partitions(
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    count: int,
+    on_progress: Callable[[PartitionProgress], None],
+) -> None:
+    """Run ``target(*args, partition, report)`` in one new process per partition and wait
+    for all of them; ``on_progress`` gets each batch, with the position the slowest
+    partition has reached. If one fails, the others are stopped and this raises."""
+    context = multiprocessing.get_context("spawn")  # no inherited pools or threads
+    channel = context.Queue()
+    processes = [
+        context.Process(
+            target=target,
+            args=(*args, Partition(number, count), ProgressReport(channel)),
+            name=f"read-models-partition-{number}",
+        )
+        for number in range(count)
+    ]
+    reached = [0] * count
+    for process in processes:
+        process.start()
+    try:
+        while True:
+            try:
+                progress = channel.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if all(process.exitcode is not None for process in processes):
+                    break
+                if any(process.exitcode not in (None, 0) for process in processes):
+                    break
+                continue
+            reached[progress.partition] = progress.position
+            on_progress(
+                PartitionProgress(
+                    progress.partition, min(reached), progress.notifications, progress.events
+                )
+            )
+    finally:
+        for process in processes:
+            if process.exitcode is None:
+                process.terminate()
+            process.join()
+        channel.close()
+    failed = [p.name for p in processes if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"the bulk load failed in {', '.join(failed)}")
