@@ -229,6 +229,11 @@ def analytics_reads(
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_arguments(__doc__.split("\n\n")[0], BENCH / "results")
+    parser.add_argument(
+        "--rebuild-only",
+        action="store_true",
+        help="record the book and time the rebuild; skip the analytic reads",
+    )
     args = parser.parse_args(argv)
     if not args.pg_url:
         parser.error("--pg-url or CRM_TEST_POSTGRES_URL is required (bench/analytics.sh has one)")
@@ -249,12 +254,17 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             headers = record_book(url, sizes, report, now)
             rebuild(url, work, report, harness.postmaster_pid(args.pg_url))
-            analytics_reads(url, work, sizes, report, headers, now)
+            if not args.rebuild_only:
+                analytics_reads(url, work, sizes, report, headers, now)
     finally:
         harness.drop_database(args.pg_url, BOOK)
 
     path = args.results / f"analytics-{datetime.now():%Y%m%d-%H%M%S}.md"
-    reproduce = "bench/analytics.sh" + (" --quick" if args.quick else "")
+    reproduce = (
+        "bench/analytics.sh"
+        + (" --quick" if args.quick else "")
+        + (" --rebuild-only" if args.rebuild_only else "")
+    )
     publish(report, title, header, path, reproduce)
     return 0
 
