@@ -1,14 +1,14 @@
 """A bulk load spread over processes, each folding a disjoint share of the log's records.
 
-One process folds ≈ 60 µs of Python per event under one GIL while PostgreSQL waits for it,
-and then waits for PostgreSQL: two processes keep both cores busy. Each partition reads the
-whole log but decodes and folds only its own records, and tracks its own position, so a
-load stopped midway resumes each partition where it stopped.
+In one process the GIL is the limit: profiled on a 295,000-event log, its main thread waited
+for PostgreSQL ≈ 40 % of the time while the read-ahead thread decoded ≈ 42 % of it. A second
+process folds while the first waits. Each partition reads the whole log but decodes and
+folds only its own records, and tracks its own position, so a load stopped midway resumes
+each partition where it stopped.
 """
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import queue
@@ -18,8 +18,6 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
-
-log = logging.getLogger(__name__)
 
 RECORD_TOPICS = ("aggregates.client:", "aggregates.contact:", "aggregates.deal:")
 """The records spread over the partitions; every other event (an organization's settings,
@@ -100,9 +98,8 @@ def run_partitions(
             try:
                 progress = channel.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                if all(process.exitcode is not None for process in processes):
-                    break
-                if any(process.exitcode not in (None, 0) for process in processes):
+                exits = [process.exitcode for process in processes]
+                if None not in exits or any(exits):  # all done, or one failed
                     break
                 continue
             reached[progress.partition] = progress.position

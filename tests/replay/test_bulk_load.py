@@ -15,7 +15,7 @@ from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
 from projections.partitions import Partition, PartitionProgress
 from projections.read_models import ReadModels
-from projections.worker import ProjectionWorker, fold_partition
+from projections.worker import BatchResult, ProjectionWorker, fold_partition
 from tests.stores import settings_for
 from tests.unit.builders import at, day
 
@@ -142,10 +142,14 @@ def given_a_partitioned_bulk_load_stopped_midway(settings: Settings) -> None:
         fold_partition(location, location, 2, 25, "read_models", head // 2, Partition(0, 2),
                        reported.append)  # fmt: skip
 
-        seen = worker.catch_up()
+        resumed: list[BatchResult] = []
+        seen = worker.catch_up(on_batch=resumed.append)
         ProjectionWorker(app, batched, batch_size=25, bulk_load_events=head + 1).catch_up()
 
-        assert reported[-1].position >= head // 2
+        stopped_at = reported[-1].position
+        assert head // 2 <= stopped_at < head
+        # Each partition read on from its own position: the first did not start over.
+        assert sum(result.notifications for result in resumed) == (head - stopped_at) + head
         assert seen == head
         assert worker.position == head
         assert bulk.position("read_models@0/2") == bulk.position("read_models@1/2") == 0
