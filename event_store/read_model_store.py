@@ -21,6 +21,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 from psycopg import sql
+from psycopg.rows import tuple_row
 
 from event_store.location import StoreLocation
 
@@ -58,6 +59,9 @@ class SqlCursor:
         """Set by a bulk load into empty tables, where no row can exist twice: rows whose
         conflicts would be ignored (``ON CONFLICT … DO NOTHING``) are COPYed straight into
         their table on PostgreSQL (a duplicate would fail the batch instead)."""
+        self.derived_at_end = False
+        """Set while a bulk load leaves to its end what is derived from records' whole
+        histories (:meth:`ReadModels.derive`): batches skip keeping it."""
 
     def _sql(self, statement: str) -> str:
         return _for_psycopg(statement) if self.dialect == "postgres" else statement
@@ -105,6 +109,28 @@ class SqlCursor:
         if self.dialect == "postgres":
             return f"{column} = ANY(?)", [list(values)]
         return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+    def stream(
+        self, statement: str, params: Sequence[Any] = (), chunk: int = 5_000
+    ) -> Iterator[tuple[Any, ...]]:
+        """The rows of a long result as tuples, ``chunk`` at a time, in this transaction: on
+        PostgreSQL through a server-side cursor, never the whole result in memory at once.
+        Other statements may run on this cursor while the rows are read."""
+        raw: Any = self._raw
+        if self.dialect == "postgres":
+            named = raw.connection.cursor(name=f"stream_{id(self)}", row_factory=tuple_row)
+            with named:
+                named.execute(self._sql(statement), tuple(params))
+                while rows := named.fetchmany(chunk):
+                    yield from rows
+            return
+        reader = raw.sqlite_cursor.connection.cursor()  # beside the library's cursor
+        try:
+            reader.execute(statement, tuple(params))
+            while rows := reader.fetchmany(chunk):
+                yield from (tuple(row) for row in rows)
+        finally:
+            reader.close()
 
     def fetchall(self) -> list[Row]:
         return list(self._raw.fetchall())
