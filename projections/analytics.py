@@ -15,7 +15,7 @@ base currency is added by :mod:`projections.currency`.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -47,6 +47,14 @@ from projections.listing import InvalidQuery
 from projections.row_projection import FOREVER_US
 from projections.snapshot_reads import SnapshotReads
 from projections.spans import union_by_span, valid_at_by_span
+from projections.stage_conversion import (
+    CONVERSIONS_TABLE,
+    ENTRIES_TABLE,
+    TRANSITIONS_TABLE,
+    month_start_us,
+    next_month_start_us,
+    stage_ranks,
+)
 from projections.units import (
     MICROS_PER_DAY,
     instant_from_micros,
@@ -682,58 +690,182 @@ class SalesAnalytics:
         pipelines = self._checked(where)
         stages, transitions = [], []
         for pipeline in self._selected(where, pipelines):
-            rank = _rank_sql(pipeline).replace("@stage", "stage")
-            ranks = _stage_ranks(pipeline)
-            clauses, params = self._visits_in_period(where, pipeline.id)
-            scope, scope_params = " AND ".join(clauses[2:]), params[2:]
             open_ids = [stage.id for stage in pipeline.stages if stage.kind is StageKind.OPEN]
-            # One pass over the pipeline's visits up to as_of, per deal: for each open stage,
-            # the deal's first visit of it in scope (period, owner) and its last visit of a
-            # higher-ranked stage; converted when that came later.
-            per_deal = ", ".join(
-                f"MIN(CASE WHEN stage = ? AND {scope} THEN visit_no END) AS first_{n}, "
-                f"MAX(CASE WHEN {rank} > {ranks[stage_id]} THEN visit_no END) AS above_{n}"
-                for n, stage_id in enumerate(open_ids)
-            )
-            totals = ", ".join(
-                f"COUNT(first_{n}) AS entered_{n}, "
-                f"SUM(CASE WHEN above_{n} > first_{n} THEN 1 ELSE 0 END) AS converted_{n}"
-                for n in range(len(open_ids))
-            )
-            counted_entries = self.reads.query(
-                f"SELECT {totals} FROM (SELECT id, {per_deal} FROM {STAGE_VISITS_TABLE} "
-                "WHERE organization_id = ? AND pipeline_id = ? AND entered_at_us <= ? "
-                "GROUP BY id) deals",
-                [
-                    *(value for stage_id in open_ids for value in (stage_id, *scope_params)),
-                    str(where.organization_id),
-                    pipeline.id,
-                    where.as_of_us,
-                ],
-            )[0]
-            for n, stage_id in enumerate(open_ids):  # the open stages, in pipeline order
-                entered = int(counted_entries[f"entered_{n}"])
-                converted = int(counted_entries[f"converted_{n}"] or 0)
+            if where.period_from is None:
+                entered, converted = self._conversion_from_entries(where, pipeline.id)
+            else:
+                entered, converted = self._conversion_from_visits(where, pipeline, open_ids)
+            for stage_id in open_ids:  # the open stages, in pipeline order
                 stages.append(
                     StageConversion(
                         pipeline.id,
                         stage_id,
-                        entered,
-                        converted,
-                        converted / entered if entered else None,
+                        entered[stage_id],
+                        converted[stage_id],
+                        converted[stage_id] / entered[stage_id] if entered[stage_id] else None,
                     )
                 )
-            counted = self.reads.query(
-                "SELECT from_stage, stage, COUNT(*) AS moves FROM "
-                f"{STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)} "
-                "AND from_stage IS NOT NULL GROUP BY from_stage, stage",
-                params,
-            )
+            moves = self._transition_counts(where, pipeline.id)
             transitions += [
-                Transition(pipeline.id, row["from_stage"], row["stage"], int(row["moves"]))
-                for row in sorted(counted, key=lambda r: (r["from_stage"], r["stage"]))
+                Transition(pipeline.id, from_stage, to_stage, count)
+                for (from_stage, to_stage), count in sorted(moves.items())
+                if count
             ]
         return Conversion(stages, transitions)
+
+    def _conversion_from_entries(
+        self, where: AnalyticsFilter, pipeline_id: str
+    ) -> tuple[Counter[str], Counter[str]]:
+        """Entered and converted per stage over a period that starts with the log: each deal
+        by its first visit of the stage (its first under the owner, for an owner), from the
+        monthly counts, and from the entries themselves in the month ``to`` or ``as_of``
+        cuts (:mod:`projections.stage_conversion`)."""
+        entered_before = min(where.to_us, where.as_of_us + 1)
+        converted_before = where.as_of_us + 1
+        entered_cut = month_start_us(entered_before)
+        converted_cut = month_start_us(converted_before)
+        scope, params = (
+            "organization_id = ? AND pipeline_id = ?",
+            [
+                str(where.organization_id),
+                pipeline_id,
+            ],
+        )
+        counts, first = "by_owner = 0 AND owner_key = ?", "first_of_stage = 1"
+        owner = ""
+        if where.owner_id is not None:
+            counts, first = "by_owner = 1 AND owner_key = ?", "first_of_owner = 1 AND owner_key = ?"
+            owner = where.owner_id
+        parts = [
+            (
+                "SELECT stage, SUM(deals) AS entered, SUM(CASE WHEN converted_month_us < ? "
+                f"THEN deals ELSE 0 END) AS converted FROM {CONVERSIONS_TABLE} "
+                f"WHERE {scope} AND {counts} AND entered_month_us < ? GROUP BY stage",
+                [converted_cut, *params, owner, entered_cut],
+            )
+        ]
+        if where.owner_id is not None:
+            params.append(owner)
+        if entered_cut < entered_before:
+            parts.append(
+                (
+                    "SELECT stage, COUNT(*) AS entered, "
+                    "SUM(CASE WHEN converted_at_us < ? THEN 1 ELSE 0 END) AS converted "
+                    f"FROM {ENTRIES_TABLE} WHERE {scope} AND {first} "
+                    "AND entered_at_us >= ? AND entered_at_us < ? GROUP BY stage",
+                    [converted_before, *params, entered_cut, entered_before],
+                )
+            )
+        if converted_cut < converted_before:
+            parts.append(
+                (
+                    "SELECT stage, 0 AS entered, COUNT(*) AS converted "
+                    f"FROM {ENTRIES_TABLE} WHERE {scope} AND {first} AND converted_at_us >= ? "
+                    "AND converted_at_us < ? AND entered_at_us < ? GROUP BY stage",
+                    [*params, converted_cut, converted_before, entered_cut],
+                )
+            )
+        entered: Counter[str] = Counter()
+        converted: Counter[str] = Counter()
+        for row in self.reads.query(
+            " UNION ALL ".join(statement for statement, _ in parts),
+            [value for _, values in parts for value in values],
+        ):
+            entered[row["stage"]] += int(row["entered"] or 0)
+            converted[row["stage"]] += int(row["converted"] or 0)
+        return entered, converted
+
+    def _conversion_from_visits(
+        self, where: AnalyticsFilter, pipeline: Pipeline, open_ids: list[str]
+    ) -> tuple[Counter[str], Counter[str]]:
+        """Entered and converted per stage over a period with a start: one pass over the
+        pipeline's visits from that start up to as_of, per deal: for each open stage, the
+        deal's first visit of it in scope (period, owner) and its last visit of a
+        higher-ranked stage; converted when that came later."""
+        rank = _rank_sql(pipeline).replace("@stage", "stage")
+        ranks = stage_ranks(pipeline.stages)
+        clauses, params = self._visits_in_period(where, pipeline.id)
+        scope, scope_params = " AND ".join(clauses[2:]), params[2:]
+        per_deal = ", ".join(
+            f"MIN(CASE WHEN stage = ? AND {scope} THEN visit_no END) AS first_{n}, "
+            f"MAX(CASE WHEN {rank} > {ranks[stage_id]} THEN visit_no END) AS above_{n}"
+            for n, stage_id in enumerate(open_ids)
+        )
+        totals = ", ".join(
+            f"COUNT(first_{n}) AS entered_{n}, "
+            f"SUM(CASE WHEN above_{n} > first_{n} THEN 1 ELSE 0 END) AS converted_{n}"
+            for n in range(len(open_ids))
+        )
+        # A later visit of a higher stage entered after the first visit in scope, so after
+        # the period's start: the visits before it need not be read.
+        counted = self.reads.query(
+            f"SELECT {totals} FROM (SELECT id, {per_deal} FROM {STAGE_VISITS_TABLE} "
+            "WHERE organization_id = ? AND pipeline_id = ? AND entered_at_us >= ? "
+            "AND entered_at_us <= ? GROUP BY id) deals",
+            [
+                *(value for stage_id in open_ids for value in (stage_id, *scope_params)),
+                str(where.organization_id),
+                pipeline.id,
+                where.from_us,
+                where.as_of_us,
+            ],
+        )[0]
+        entered: Counter[str] = Counter()
+        converted: Counter[str] = Counter()
+        for n, stage_id in enumerate(open_ids):
+            entered[stage_id] = int(counted[f"entered_{n}"])
+            converted[stage_id] = int(counted[f"converted_{n}"] or 0)
+        return entered, converted
+
+    def _transition_counts(
+        self, where: AnalyticsFilter, pipeline_id: str
+    ) -> Counter[tuple[str, str]]:
+        """From → to moves of the visits entered in the period (up to as_of): the monthly
+        counts for the months wholly inside it, the visits themselves for the rest."""
+        low, high = where.from_us, min(where.to_us, where.as_of_us + 1)
+        first_month, last_month = next_month_start_us(low), month_start_us(high)
+        scope, params = (
+            "organization_id = ? AND pipeline_id = ?",
+            [
+                str(where.organization_id),
+                pipeline_id,
+            ],
+        )
+        parts = []
+        visits_in: list[tuple[int, int]] = [(low, high)]
+        counts, owner, owner_params = "by_owner = 0 AND owner_key = ''", "", []
+        if where.owner_id is not None:
+            counts, owner = "by_owner = 1 AND owner_key = ?", " AND owner_id = ?"
+            owner_params = [where.owner_id]
+        if first_month < last_month:
+            parts.append(
+                (
+                    f"SELECT from_stage, stage, SUM(moves) AS moves FROM {TRANSITIONS_TABLE} "
+                    f"WHERE {scope} AND {counts} AND entered_month_us >= ? "
+                    "AND entered_month_us < ? GROUP BY from_stage, stage",
+                    [*params, *owner_params, first_month, last_month],
+                )
+            )
+            visits_in = [(low, first_month), (last_month, high)]
+        for since, until in visits_in:
+            if since < until:
+                parts.append(
+                    (
+                        "SELECT from_stage, stage, COUNT(*) AS moves "
+                        f"FROM {STAGE_VISITS_TABLE} WHERE {scope}{owner} "
+                        "AND entered_at_us >= ? AND entered_at_us < ? "
+                        "AND from_stage IS NOT NULL GROUP BY from_stage, stage",
+                        [*params, *owner_params, since, until],
+                    )
+                )
+        moves: Counter[tuple[str, str]] = Counter()
+        if parts:
+            for row in self.reads.query(
+                " UNION ALL ".join(statement for statement, _ in parts),
+                [value for _, values in parts for value in values],
+            ):
+                moves[(row["from_stage"], row["stage"])] += int(row["moves"])
+        return moves
 
     def time_in_stage(self, where: AnalyticsFilter) -> list[StageTime]:
         """Every visit of an open stage entered in the period; mean and median days per
@@ -1043,18 +1175,9 @@ WIN_LOSS_COLUMNS = {
 }
 
 
-def _stage_ranks(pipeline: Pipeline) -> dict[str, int]:
-    """Each stage's place in the pipeline: the won stage after all open ones, the lost stage
-    below every stage (losing never counts as progress)."""
-    return {
-        stage.id: {StageKind.OPEN: position, StageKind.WON: 10_000, StageKind.LOST: -1}[stage.kind]
-        for position, stage in enumerate(pipeline.stages)
-    }
-
-
 def _rank_sql(pipeline: Pipeline) -> str:
-    """A SQL CASE giving ``@stage`` its rank (:func:`_stage_ranks`); unknown stages rank -1."""
-    ranks = _stage_ranks(pipeline)
+    """A SQL CASE giving ``@stage`` its rank (:func:`stage_ranks`); unknown stages rank -1."""
+    ranks = stage_ranks(pipeline.stages)
     cases = [f"WHEN {sql_text(stage_id)} THEN {rank}" for stage_id, rank in ranks.items()]
     return "(CASE @stage " + " ".join(cases) + " ELSE -1 END)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from functools import singledispatchmethod
 from typing import Any, ClassVar
 from uuid import UUID
@@ -10,13 +11,16 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.deal import Deal, DealStatus
+from aggregates.pipeline import Pipeline
 from event_store.read_model_store import SqlCursor
+from projections.pipelines import PipelinesProjection
 from projections.row_projection import (
     FOREVER_US,
     ChangesProjection,
     RowDict,
 )
 from projections.spans import SPAN_CLASS, span_class_sql
+from projections.stage_conversion import StageConversions, VisitFacts
 from projections.units import micros, money_e4
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
@@ -26,6 +30,13 @@ STAGE_VISIT_COLUMNS = (
     "entered_at_us", "left_at_us",
 )  # fmt: skip
 VISIT_SPAN_CLASS = span_class_sql("entered_at_us", "left_at_us")
+# What a pipeline's events change of the stages' order, which conversion counts by.
+STAGE_ORDER_CHANGES = (
+    Pipeline.PipelineDefined,
+    Pipeline.StageAdded,
+    Pipeline.StageRemoved,
+    Pipeline.StagesReordered,
+)
 PIPELINE_TOTALS_TABLE = "rm_pipeline_totals"  # the same without the close date: no-period reads
 EMPTIED_ROWS = "WHERE deals = 0"
 """The condition of the summaries' indexes of emptied rows, which every batch's writes use."""
@@ -166,7 +177,25 @@ class DealsProjection(ChangesProjection):
             f"CREATE INDEX IF NOT EXISTS {STAGE_VISITS_TABLE}_by_span ON {STAGE_VISITS_TABLE} "
             f"(organization_id, pipeline_id, {VISIT_SPAN_CLASS}, entered_at_us, id, stage, "
             "visit_no, from_stage, owner_id, left_at_us)",
+            *self.conversions.schema(),
         ]
+
+    conversions = StageConversions(STAGE_VISITS_TABLE)
+
+    def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
+        """Fold the batch's deal events; then count anew the conversions of each pipeline
+        whose stage order the batch changed (the pipelines' read model already has it)."""
+        reordered = [event for event in events if isinstance(event, STAGE_ORDER_CHANGES)]
+        if not cursor.derived_at_end:
+            self.conversions.lock(cursor, exclusive=bool(reordered))
+        super().process(cursor, events)
+        if reordered and not cursor.derived_at_end:
+            for organization_id, pipeline_id in pipelines_of(cursor, reordered):
+                self.conversions.recompute(cursor, organization_id, pipeline_id)
+
+    def derive(self, cursor: SqlCursor) -> None:
+        """The end of a bulk load: what the batches left (stage conversion counts)."""
+        self.conversions.derive(cursor)
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)
@@ -302,7 +331,12 @@ class DealsProjection(ChangesProjection):
     ) -> None:
         """A visit runs from entering a stage until leaving it or being archived. Re-entries
         are visits of their own; each visit remembers the stage the deal came from."""
-        last_no, open_no = self._visit_numbers(cursor, [k for k, r in before.items() if r])
+        known = [key for key, row in before.items() if row]
+        earlier: dict[str, list[VisitFacts]] = {}
+        if cursor.derived_at_end:
+            last_no, open_no = self._visit_numbers(cursor, known)
+        else:
+            earlier, last_no, open_no = self._visits_of(cursor, known)
         previous = {key: row for key, row in before.items() if row is not None}
         opened: dict[tuple[str, int], list[Any]] = {}
         closed_earlier: list[tuple[int, str, int]] = []
@@ -343,6 +377,33 @@ class DealsProjection(ChangesProjection):
             list(opened.values()),
             "ON CONFLICT (id, visit_no) DO NOTHING",
         )
+        if not cursor.derived_at_end:
+            self.conversions.visits_opened(
+                cursor, earlier, [VisitFacts(*values[:8]) for values in opened.values()]
+            )
+
+    def _visits_of(
+        self, cursor: SqlCursor, ids: list[str]
+    ) -> tuple[dict[str, list[VisitFacts]], dict[str, int], dict[str, int]]:
+        """Each deal's visits so far (by number), its latest visit number, and the number of
+        its open visit if any."""
+        visits: dict[str, list[VisitFacts]] = {}
+        last_no: dict[str, int] = {}
+        open_no: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            among, params = cursor.one_of("id", ids[start : start + 500])
+            cursor.execute(
+                f"SELECT {', '.join(STAGE_VISIT_COLUMNS)} FROM {STAGE_VISITS_TABLE} "
+                f"WHERE {among} ORDER BY id, visit_no",
+                params,
+            )
+            for row in cursor.fetchall():
+                visit = VisitFacts(*(row[column] for column in STAGE_VISIT_COLUMNS[:8]))
+                visits.setdefault(visit.id, []).append(visit)
+                last_no[visit.id] = visit.visit_no
+                if row["left_at_us"] == FOREVER_US:
+                    open_no[visit.id] = visit.visit_no
+        return visits, last_no, open_no
 
     def _visit_numbers(
         self, cursor: SqlCursor, ids: list[str]
@@ -407,6 +468,19 @@ class DealsProjection(ChangesProjection):
             PIPELINE_VALUE_KEY[:-1],
             [(*key, *sums) for key, sums in sorted(totals.items())],
         )
+
+
+def pipelines_of(
+    cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]
+) -> list[tuple[str, str]]:
+    """(organization, pipeline id) of each pipeline record the events are of."""
+    among, params = cursor.one_of("id", sorted({str(event.originator_id) for event in events}))
+    cursor.execute(
+        f"SELECT organization_id, pipeline_id FROM {PipelinesProjection.table} WHERE {among} "
+        "ORDER BY organization_id, pipeline_id",
+        params,
+    )
+    return [(row["organization_id"], row["pipeline_id"]) for row in cursor.fetchall()]
 
 
 def add_to_summary(

@@ -47,14 +47,15 @@ class ReadModels:
 
     def __init__(self, store: ReadModelStore) -> None:
         self.store = store
+        self.deals = DealsProjection()
         self.projections: tuple[Projection, ...] = (
             ClientsProjection(),
             ContactsProjection(),
-            DealsProjection(),
+            PipelinesProjection(),  # before the deals: they count conversion by its stage order
+            self.deals,
             OrganizationsProjection(),
             MembersProjection(),
             TokensProjection(),
-            PipelinesProjection(),
             ExchangeRatesProjection(),
             AuditProjection(),
         )
@@ -87,6 +88,11 @@ class ReadModels:
     def apply(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
         for projection in self.projections:
             projection.process(cursor, events)
+
+    def derive(self, cursor: SqlCursor) -> None:
+        """What batches left to the end of a bulk load (:attr:`SqlCursor.derived_at_end`),
+        from the rows it loaded, in the caller's transaction."""
+        self.deals.derive(cursor)
 
     def clear(self, cursor: SqlCursor) -> None:
         """Empty every read model (for a rebuild), in the caller's transaction."""

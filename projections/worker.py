@@ -79,6 +79,7 @@ class ProjectionWorker:
         self.partition: Partition | None = None
         """Set in a partition's process: only its share of the records is folded."""
         self._bulk_loading = False
+        self._deriving_at_end = False
         self.wakeup = threading.Event()
         self._progress = threading.Condition()
         self._stores: dict[int, ReadModelStore] = {}
@@ -130,6 +131,7 @@ class ProjectionWorker:
         if batch.notifications:
             with self.store.transaction(commit=True) as cursor:
                 cursor.appends_only = self._bulk_loading
+                cursor.derived_at_end = self._deriving_at_end
                 self.store.insert_tracking(cursor, Tracking(self.tracking_name, batch.last))
                 self.read_models.apply(cursor, batch.events)
             self.last_position = batch.last
@@ -156,15 +158,42 @@ class ProjectionWorker:
         bulk_load = start == 0 and head >= self.bulk_load_events
         if bulk_load:
             self.read_models.drop_secondary_indexes()
+            self._mark_bulk_load_unfinished()
         self._bulk_loading = bulk_load
+        self._deriving_at_end = bulk_load or self.bulk_load_unfinished
         try:
             if bulk_load and self.partitions > 1 and self.store.dialect == "postgres":
-                return self._catch_up_in_partitions(head, on_batch)
-            return self._catch_up(start, head, on_batch)
+                seen = self._catch_up_in_partitions(head, on_batch)
+            else:
+                seen = self._catch_up(start, head, on_batch)
+            if self._deriving_at_end:
+                self._finish_bulk_load()
+            return seen
         finally:
             self._bulk_loading = False
+            self._deriving_at_end = False
             if bulk_load:
                 self.read_models.create_tables()  # builds the dropped indexes
+
+    @property
+    def _unfinished_name(self) -> str:
+        return f"{self.tracking_name}:bulk-load-unfinished"
+
+    @property
+    def bulk_load_unfinished(self) -> bool:
+        """A bulk load began and has not yet derived what it leaves to its end: a catch-up
+        (however it resumes) derives it when it reaches the head."""
+        return self.store.position(self._unfinished_name) > 0
+
+    def _mark_bulk_load_unfinished(self) -> None:
+        with self.store.transaction(commit=True) as cursor:
+            self.store.forget_position(cursor, self._unfinished_name)
+            self.store.insert_tracking(cursor, Tracking(self._unfinished_name, 1))
+
+    def _finish_bulk_load(self) -> None:
+        with self.store.transaction(commit=True) as cursor:
+            self.read_models.derive(cursor)
+            self.store.forget_position(cursor, self._unfinished_name)
 
     def _catch_up(
         self, start: int, head: int, on_batch: Callable[[BatchResult], None] | None
@@ -233,6 +262,8 @@ class ProjectionWorker:
         position is read again after any failure — a batch another worker recorded first
         fails its tracking write — and on a generation switch."""
         reload, checked = True, -LIVE_CHECK_SECONDS
+        if self.bulk_load_unfinished:
+            self.catch_up()  # batch by batch, it would keep no stage conversion counts
         while not stop.is_set():
             self.wakeup.clear()
             try:
@@ -299,6 +330,7 @@ def fold_partition(
         )
         worker.partition = partition
         worker._bulk_loading = True
+        worker._deriving_at_end = True
         while worker.position < head:
             try:
                 worker._catch_up(

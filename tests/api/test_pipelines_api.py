@@ -498,3 +498,36 @@ def test_an_older_organization_gets_its_default_pipeline_on_first_use(api: TestC
         before["record_id"],
     )
     assert stage_ids(after) == stage_ids(before)
+
+
+def conversion_by_stage(api: TestClient, position: int) -> dict[str, tuple[int, int]]:
+    figures = read(api, "/analytics/conversion", position, pipeline="enterprise")
+    return {row["stage"]: (row["entered"], row["converted"]) for row in figures["stages"]}
+
+
+def test_given_deals_walked_through_stages_when_the_stages_are_reordered_then_conversion_counts_by_the_new_order(  # noqa: E501
+    api: TestClient,
+) -> None:
+    define_enterprise(api)
+    client = register_client(api)["id"]
+    forward = open_deal(api, client, pipeline_id="enterprise", name="Forward")
+    accepted(api.post(f"/deals/{forward['id']}/stage", json={"stage": "pilot"}))
+    back = open_deal(api, client, pipeline_id="enterprise", name="Security, then pilot")
+    accepted(api.post(f"/deals/{back['id']}/stage", json={"stage": "security"}))
+    walked = accepted(api.post(f"/deals/{back['id']}/stage", json={"stage": "pilot"}))
+    assert conversion_by_stage(api, walked["position"]) == {
+        "discovery": (2, 2),
+        "pilot": (2, 0),
+        "security": (1, 0),  # pilot came after it, but pilot was the earlier stage
+    }
+
+    order = ["discovery", "security", "pilot", "signed", "dropped"]
+    reordered = accepted(api.put("/pipelines/enterprise/stage-order", json={"stage_ids": order}))
+
+    assert conversion_by_stage(api, reordered["position"]) == {
+        "discovery": (2, 2),
+        "security": (1, 1),  # now pilot is the later stage
+        "pilot": (2, 0),
+    }
+    won = accepted(api.post(f"/deals/{forward['id']}/win"))
+    assert conversion_by_stage(api, won["position"])["pilot"] == (2, 1)

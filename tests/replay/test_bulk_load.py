@@ -24,6 +24,15 @@ COMPARED_TABLES = (
     ("rm_deals", "id"),
     ("rm_deals_history", "id, version"),
     ("rm_stage_visits", "id, visit_no"),
+    ("rm_stage_entries", "id, visit_no"),
+    (
+        "rm_stage_conversions",
+        "pipeline_id, by_owner, owner_key, stage, entered_month_us, converted_month_us",
+    ),
+    (
+        "rm_stage_transitions",
+        "pipeline_id, by_owner, owner_key, from_stage, stage, entered_month_us",
+    ),
     ("rm_pipeline_value", "pipeline_id, stage, currency, expected_close_date"),
     ("rm_audit", "record_id, version"),
     ("rm_clients", "id"),

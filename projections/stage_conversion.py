@@ -1,0 +1,404 @@
+"""What stage conversion reads instead of grouping every visit of a pipeline by deal.
+
+Conversion asks, per open stage, how many deals entered it and how many of those later entered
+a later stage of the pipeline or were won — under the pipeline's order *now*, which a reorder
+changes retroactively. Over a period that starts with the log (a dashboard's "all time", now or
+as of an instant) a deal counts by its first visit of the stage, so that is what is kept:
+
+- ``rm_stage_entries``: each deal's first visit of each open stage of a pipeline, and its first
+  visit of it under each owner (an owner's conversion), with ``converted_at_us``: when the deal
+  first went on from that visit to a later stage or won (:data:`FOREVER_US` if it has not);
+- ``rm_stage_conversions``: those entries counted by organization, pipeline, stage, owner, month
+  entered and month converted. A conversion sums a few thousand of these rows, and reads the
+  entries themselves only in the month the period or ``as_of`` cuts;
+- ``rm_stage_transitions``: the visits counted by from → to stage, owner and month entered, read
+  the same way.
+
+A batch that opens visits recomputes the entries of their deals from the deals' visits before and
+after it, and moves the counts by the difference. A pipeline whose order changed (defined, a stage
+added, removed or reordered) has its entries computed anew from its visits. A bulk load computes
+all of it once at its end (:meth:`StageConversions.derive`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import date, timedelta
+from functools import lru_cache
+from itertools import groupby
+from operator import attrgetter
+from typing import Any, NamedTuple
+
+from aggregates.pipeline import DEFAULT_PIPELINE, Stage, StageKind
+from event_store.read_model_store import SqlCursor
+from projections.pipelines import PipelinesProjection, definition_of
+from projections.row_projection import FOREVER_US
+from projections.units import MICROS_PER_DAY
+
+ENTRIES_TABLE = "rm_stage_entries"
+CONVERSIONS_TABLE = "rm_stage_conversions"
+TRANSITIONS_TABLE = "rm_stage_transitions"
+ENTRY_COLUMNS = (
+    "id", "visit_no", "organization_id", "pipeline_id", "stage", "owner_key",
+    "entered_at_us", "converted_at_us", "first_of_stage", "first_of_owner",
+)  # fmt: skip
+# Each count is kept per owner (``by_owner`` 1) and for all owners together (``by_owner`` 0,
+# ``owner_key`` ''): a read without an owner sums a tenth of the rows.
+CONVERSION_KEY = (
+    "organization_id", "pipeline_id", "by_owner", "owner_key", "stage", "entered_month_us",
+    "converted_month_us",
+)  # fmt: skip
+TRANSITION_KEY = (
+    "organization_id", "pipeline_id", "by_owner", "owner_key", "from_stage", "stage",
+    "entered_month_us",
+)  # fmt: skip
+WON_RANK = 10_000
+LOST_RANK = -1
+CONVERSION_LOCK_KEY = 7_261_015_002  # pg_advisory_xact_lock key: shared by batches, exclusive
+# by a pipeline's recomputation, so none moves the counts under a stage order it did not read
+VISIT_FACTS = (
+    "id, visit_no, organization_id, pipeline_id, stage, from_stage, owner_id, entered_at_us"
+)
+CHUNK = 10_000
+
+Ranks = Mapping[str, int]
+"""A pipeline's stages by rank (:func:`stage_ranks`); a stage it does not have ranks lowest."""
+
+
+def stage_ranks(stages: Iterable[Stage]) -> dict[str, int]:
+    """Each stage's place: the open stages in pipeline order, the won stage after all of them,
+    the lost stage below every stage (losing never counts as progress)."""
+    ranks = {StageKind.WON: WON_RANK, StageKind.LOST: LOST_RANK}
+    return {
+        stage.id: position if stage.kind is StageKind.OPEN else ranks[stage.kind]
+        for position, stage in enumerate(stages)
+    }
+
+
+class VisitFacts(NamedTuple):
+    """What conversion needs of a stage visit (the ``VISIT_FACTS`` columns, in that order)."""
+
+    id: str
+    visit_no: int
+    organization_id: str
+    pipeline_id: str
+    stage: str
+    from_stage: str | None
+    owner_id: str | None
+    entered_at_us: int
+
+    @property
+    def owner_key(self) -> str:
+        return self.owner_id or ""
+
+
+class Entry(NamedTuple):
+    """A row of ``rm_stage_entries`` (``ENTRY_COLUMNS``)."""
+
+    id: str
+    visit_no: int
+    organization_id: str
+    pipeline_id: str
+    stage: str
+    owner_key: str
+    entered_at_us: int
+    converted_at_us: int
+    first_of_stage: int
+    first_of_owner: int
+
+    def counted(self) -> Iterator[tuple[tuple[Any, ...], int]]:
+        """Its rows of ``rm_stage_conversions`` (``CONVERSION_KEY``) and what it adds to each:
+        all owners' if it is the deal's first visit of the stage, its owner's if its first
+        under that owner."""
+        months = month_start_us(self.entered_at_us), month_start_us(self.converted_at_us)
+        if self.first_of_stage:
+            yield (self.organization_id, self.pipeline_id, 0, "", self.stage, *months), 1
+        if self.first_of_owner:
+            yield (
+                (self.organization_id, self.pipeline_id, 1, self.owner_key, self.stage, *months),
+                1,
+            )
+
+
+def entries_of(visits: Sequence[VisitFacts], ranks: Ranks) -> list[Entry]:
+    """The entries of one deal's visits of one pipeline (by visit number): each first visit of
+    an open stage, and each first under an owner, with when a later, higher stage followed."""
+    entries = []
+    visit_ranks = [ranks.get(visit.stage, LOST_RANK) for visit in visits]
+    stages_seen: set[str] = set()
+    owners_seen: set[tuple[str, str]] = set()
+    for n, visit in enumerate(visits):
+        rank = visit_ranks[n]
+        if not 0 <= rank < WON_RANK:
+            continue
+        owner_key = visit.owner_id or ""
+        first_of_stage = visit.stage not in stages_seen
+        first_of_owner = (visit.stage, owner_key) not in owners_seen
+        if not (first_of_stage or first_of_owner):
+            continue
+        stages_seen.add(visit.stage)
+        owners_seen.add((visit.stage, owner_key))
+        converted_at = FOREVER_US
+        for later in range(n + 1, len(visits)):
+            if visit_ranks[later] > rank:
+                converted_at = visits[later].entered_at_us
+                break
+        entry = Entry(
+            visit.id, visit.visit_no, visit.organization_id, visit.pipeline_id, visit.stage,
+            owner_key, visit.entered_at_us, converted_at,
+            int(first_of_stage), int(first_of_owner),
+        )  # fmt: skip
+        entries.append(entry)
+    return entries
+
+
+def transition_keys(visit: VisitFacts) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The rows of ``rm_stage_transitions`` (``TRANSITION_KEY``) a visit with a from stage
+    counts in: all owners' and its owner's."""
+    month = month_start_us(visit.entered_at_us)
+    return (
+        (visit.organization_id, visit.pipeline_id, 0, "", visit.from_stage, visit.stage, month),
+        (
+            visit.organization_id, visit.pipeline_id, 1, visit.owner_id or "",
+            visit.from_stage, visit.stage, month,
+        ),
+    )  # fmt: skip
+
+
+EPOCH_DATE = date(1970, 1, 1)
+
+
+def month_start_us(instant_us: int) -> int:
+    """The start of the UTC month of an instant (µs); :data:`FOREVER_US` stays itself."""
+    if instant_us >= FOREVER_US:
+        return FOREVER_US
+    return _month_start_of_day(instant_us // MICROS_PER_DAY)
+
+
+def next_month_start_us(instant_us: int) -> int:
+    """The first month start at or after an instant; the far past and future stay themselves."""
+    if instant_us >= FOREVER_US or instant_us <= -FOREVER_US:
+        return instant_us
+    start = month_start_us(instant_us)
+    if start == instant_us:
+        return start
+    return month_start_us(start + 32 * MICROS_PER_DAY)
+
+
+@lru_cache(maxsize=8192)
+def _month_start_of_day(day: int) -> int:
+    first = (EPOCH_DATE + timedelta(days=day)).replace(day=1)
+    return (first - EPOCH_DATE).days * MICROS_PER_DAY
+
+
+def add_counts(
+    cursor: SqlCursor,
+    table: str,
+    key_columns: tuple[str, ...],
+    column: str,
+    deltas: Counter[tuple[Any, ...]],
+) -> None:
+    """Add the deltas to ``table``'s ``column`` by key (in key order, so that concurrent batches
+    lock rows in the same order) and delete the rows they empty."""
+    changed = sorted((key, n) for key, n in deltas.items() if n)
+    if not changed:
+        return
+    cursor.insert_rows(
+        table,
+        (*key_columns, column),
+        [(*key, n) for key, n in changed],
+        f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE "
+        f"SET {column} = {table}.{column} + excluded.{column}",
+    )
+    matches = " AND ".join(f"{c} = ?" for c in key_columns)
+    cursor.executemany(
+        f"DELETE FROM {table} WHERE {matches} AND {column} = 0",
+        [key for key, n in changed if n < 0],
+    )
+
+
+class StageConversions:
+    """Keeps the entries, conversion counts and transition counts of the stage visits."""
+
+    def __init__(self, visits_table: str) -> None:
+        self.visits_table = visits_table
+
+    def schema(self) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {ENTRIES_TABLE} ("
+            "id TEXT NOT NULL, visit_no INTEGER NOT NULL, organization_id TEXT NOT NULL, "
+            "pipeline_id TEXT NOT NULL, stage TEXT NOT NULL, owner_key TEXT NOT NULL, "
+            "entered_at_us BIGINT NOT NULL, converted_at_us BIGINT NOT NULL, "
+            "first_of_stage INTEGER NOT NULL, first_of_owner INTEGER NOT NULL, "
+            "PRIMARY KEY (id, visit_no))",
+            # The entries of the month a period or as_of cuts, by entering and by converting.
+            f"CREATE INDEX IF NOT EXISTS {ENTRIES_TABLE}_by_entering ON {ENTRIES_TABLE} "
+            "(organization_id, pipeline_id, entered_at_us, stage, converted_at_us, "
+            "first_of_stage, first_of_owner, owner_key)",
+            f"CREATE INDEX IF NOT EXISTS {ENTRIES_TABLE}_by_converting ON {ENTRIES_TABLE} "
+            "(organization_id, pipeline_id, converted_at_us, stage, entered_at_us, "
+            "first_of_stage, first_of_owner, owner_key)",
+            f"CREATE TABLE IF NOT EXISTS {CONVERSIONS_TABLE} ("
+            "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, by_owner INTEGER NOT NULL, "
+            "owner_key TEXT NOT NULL, stage TEXT NOT NULL, entered_month_us BIGINT NOT NULL, "
+            "converted_month_us BIGINT NOT NULL, deals BIGINT NOT NULL, "
+            f"PRIMARY KEY ({', '.join(CONVERSION_KEY)}))",
+            f"CREATE TABLE IF NOT EXISTS {TRANSITIONS_TABLE} ("
+            "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, by_owner INTEGER NOT NULL, "
+            "owner_key TEXT NOT NULL, from_stage TEXT NOT NULL, stage TEXT NOT NULL, "
+            "entered_month_us BIGINT NOT NULL, moves BIGINT NOT NULL, "
+            f"PRIMARY KEY ({', '.join(TRANSITION_KEY)}))",
+        ]
+
+    @staticmethod
+    def lock(cursor: SqlCursor, *, exclusive: bool) -> None:
+        """Before reading a stage order (PostgreSQL; SQLite has one writer): batches share the
+        lock, a pipeline's recomputation holds it alone."""
+        if cursor.dialect == "postgres":
+            function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+            cursor.execute(f"SELECT {function}(?)", [CONVERSION_LOCK_KEY])
+
+    def visits_opened(
+        self,
+        cursor: SqlCursor,
+        earlier: Mapping[str, Sequence[VisitFacts]],
+        opened: Sequence[VisitFacts],
+    ) -> None:
+        """A batch opened visits (``earlier``: their deals' visits before it): their deals'
+        entries are computed again and the counts move by the difference."""
+        if not opened:
+            return
+        ranks = ranks_by_pipeline(cursor, {visit.organization_id for visit in opened})
+        now_of: dict[str, dict[int, VisitFacts]] = {}
+        for visit in opened:
+            deal = now_of.setdefault(visit.id, {v.visit_no: v for v in earlier.get(visit.id, ())})
+            deal.setdefault(visit.visit_no, visit)
+        gone: list[Entry] = []
+        new: list[Entry] = []
+        for deal_id, visits in now_of.items():
+            before = set(entries_by_pipeline(earlier.get(deal_id, ()), ranks))
+            after = set(entries_by_pipeline(sorted(visits.values()), ranks))
+            gone += before - after
+            new += after - before
+        deals: Counter[tuple[Any, ...]] = Counter()
+        for entry, sign in [(e, -1) for e in gone] + [(e, +1) for e in new]:
+            for key, n in entry.counted():
+                deals[key] += sign * n
+        cursor.executemany(
+            f"DELETE FROM {ENTRIES_TABLE} WHERE id = ? AND visit_no = ?",
+            sorted((entry.id, entry.visit_no) for entry in gone),
+        )
+        insert_entries(cursor, sorted(new))
+        add_counts(cursor, CONVERSIONS_TABLE, CONVERSION_KEY, "deals", deals)
+        moves: Counter[tuple[Any, ...]] = Counter()
+        for visit in opened:
+            known = now_of[visit.id][visit.visit_no] is not visit  # a visit stored already
+            if visit.from_stage is not None and not known:
+                moves.update(transition_keys(visit))
+        add_counts(cursor, TRANSITIONS_TABLE, TRANSITION_KEY, "moves", moves)
+
+    def recompute(self, cursor: SqlCursor, organization_id: str, pipeline_id: str) -> None:
+        """A pipeline's stage order changed: its entries and conversion counts anew."""
+        scope = "organization_id = ? AND pipeline_id = ?"
+        params = [organization_id, pipeline_id]
+        cursor.execute(f"DELETE FROM {ENTRIES_TABLE} WHERE {scope}", params)
+        cursor.execute(f"DELETE FROM {CONVERSIONS_TABLE} WHERE {scope}", params)
+        ranks = ranks_by_pipeline(cursor, {organization_id})
+        self._count_all(cursor, f"WHERE {scope}", params, ranks, transitions=False)
+
+    def derive(self, cursor: SqlCursor) -> None:
+        """Everything from the stage visits, into empty tables: the end of a bulk load."""
+        for table in (ENTRIES_TABLE, CONVERSIONS_TABLE, TRANSITIONS_TABLE):
+            cursor.execute(f"DELETE FROM {table}")
+        cursor.execute(f"SELECT DISTINCT organization_id FROM {self.visits_table}")
+        organizations = {row["organization_id"] for row in cursor.fetchall()}
+        ranks = ranks_by_pipeline(cursor, organizations)
+        appending = cursor.appends_only
+        cursor.appends_only = True  # the entries go straight into their emptied table
+        try:
+            self._count_all(cursor, "", [], ranks, transitions=True)
+        finally:
+            cursor.appends_only = appending
+
+    def _count_all(
+        self,
+        cursor: SqlCursor,
+        where: str,
+        params: list[Any],
+        ranks: Mapping[tuple[str, str], Ranks],
+        *,
+        transitions: bool,
+    ) -> None:
+        deals: Counter[tuple[Any, ...]] = Counter()
+        moves: Counter[tuple[Any, ...]] = Counter()
+        entries: list[Entry] = []
+        for visits in deals_visits(cursor, self.visits_table, where, params):
+            for entry in entries_by_pipeline(visits, ranks):
+                entries.append(entry)
+                for key, n in entry.counted():
+                    deals[key] += n
+            if transitions:
+                for visit in visits:
+                    if visit.from_stage is not None:
+                        moves.update(transition_keys(visit))
+            if len(entries) >= CHUNK:
+                insert_entries(cursor, entries)
+                entries = []
+        insert_entries(cursor, entries)
+        add_counts(cursor, CONVERSIONS_TABLE, CONVERSION_KEY, "deals", deals)
+        add_counts(cursor, TRANSITIONS_TABLE, TRANSITION_KEY, "moves", moves)
+
+
+def insert_entries(cursor: SqlCursor, entries: Sequence[Entry]) -> None:
+    """New entries (none of them stored: their deal's or pipeline's were deleted first)."""
+    cursor.insert_rows(
+        ENTRIES_TABLE, ENTRY_COLUMNS, entries, "ON CONFLICT (id, visit_no) DO NOTHING"
+    )
+
+
+def deals_visits(
+    cursor: SqlCursor, table: str, where: str, params: list[Any]
+) -> Iterator[list[VisitFacts]]:
+    """Each deal's stage visits (by number), deal after deal, streamed."""
+    rows = cursor.stream(f"SELECT {VISIT_FACTS} FROM {table} {where} ORDER BY id, visit_no", params)
+    for _, visits in groupby(map(VisitFacts._make, rows), key=attrgetter("id")):
+        yield list(visits)
+
+
+def entries_by_pipeline(
+    visits: Sequence[VisitFacts], ranks: Mapping[tuple[str, str], Ranks]
+) -> list[Entry]:
+    """The entries of one deal's visits (by number), pipeline by pipeline."""
+    of_pipeline: dict[tuple[str, str], list[VisitFacts]] = {}
+    for visit in visits:
+        of_pipeline.setdefault((visit.organization_id, visit.pipeline_id), []).append(visit)
+    if len(of_pipeline) == 1:  # most deals never move
+        ((key, _),) = of_pipeline.items()
+        return entries_of(visits, ranks.get(key, {}))
+    return [
+        entry
+        for key, pipeline_visits in of_pipeline.items()
+        for entry in entries_of(pipeline_visits, ranks.get(key, {}))
+    ]
+
+
+def ranks_by_pipeline(
+    cursor: SqlCursor, organization_ids: Iterable[str]
+) -> dict[tuple[str, str], Ranks]:
+    """The stage ranks of the organizations' pipelines as the read model has them now; the
+    default pipeline's stages where an organization has not defined it (yet)."""
+    model = PipelinesProjection()
+    wanted = sorted(set(organization_ids))
+    ranks: dict[tuple[str, str], Ranks] = {
+        (organization_id, DEFAULT_PIPELINE.id): stage_ranks(DEFAULT_PIPELINE.stages)
+        for organization_id in wanted
+    }
+    if not wanted:
+        return ranks
+    among, params = cursor.one_of("organization_id", wanted)
+    cursor.execute(f"SELECT * FROM {model.table} WHERE {among}", params)
+    for row in cursor.fetchall():
+        definition = definition_of(model.decode(row))
+        ranks[(row["organization_id"], definition.id)] = stage_ranks(definition.stages)
+    return ranks
