@@ -168,3 +168,40 @@ def given_a_partitioned_bulk_load_stopped_midway(settings: Settings) -> None:
         bulk.destroy()
         batched.destroy()
         app.close()
+
+
+class StopTheLoad(Exception):
+    pass
+
+
+def test_given_a_bulk_load_stopped_midway_when_caught_up_again_batch_by_batch_then_what_it_left_to_its_end_is_derived(  # noqa: E501
+    settings: Settings,
+) -> None:
+    location = settings.location()
+    app = CrmApplication(location)
+    head = record_a_book(app)
+    bulk, batched = ReadModelStore(location, 2), ReadModelStore(location, 3)
+    try:
+        worker = ProjectionWorker(app, bulk, batch_size=25, bulk_load_events=1, partitions=1)
+
+        def stop_after_the_first_batch(result: BatchResult) -> None:
+            raise StopTheLoad
+
+        with pytest.raises(StopTheLoad):
+            worker.catch_up(on_batch=stop_after_the_first_batch)
+        assert 0 < worker.position < head
+        assert worker.bulk_load_unfinished
+        assert rows_of(bulk, "rm_stage_entries", "id, visit_no") == []  # left to the end
+
+        resumed = ProjectionWorker(app, bulk, batch_size=25, bulk_load_events=1, partitions=1)
+        resumed.catch_up()
+        ProjectionWorker(app, batched, batch_size=25, bulk_load_events=head + 1).catch_up()
+
+        assert not resumed.bulk_load_unfinished
+        assert rows_of(bulk, "rm_stage_entries", "id, visit_no") != []
+        for table, order in COMPARED_TABLES:
+            assert rows_of(bulk, table, order) == rows_of(batched, table, order), table
+    finally:
+        bulk.destroy()
+        batched.destroy()
+        app.close()
