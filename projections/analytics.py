@@ -874,11 +874,12 @@ class SalesAnalytics:
         result = []
         for pipeline in self._selected(where, pipelines):
             clauses, params = self._open_stage_visits(where, pipeline)
-            by_stage = self._duration_stats(
+            by_stage = self._duration_stats(  # each stage a range of the visits' stage index
                 "stage",
                 f"{self._visit_end_sql(where)} - entered_at_us",
                 f"{STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)}",
                 params,
+                groups=[stage.id for stage in pipeline.stages if stage.kind is StageKind.OPEN],
             )
             for stage in pipeline.stages:
                 if stage.kind is not StageKind.OPEN:

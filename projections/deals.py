@@ -172,6 +172,9 @@ class DealsProjection(ChangesProjection):
             "PRIMARY KEY (id, visit_no))",
             f"CREATE INDEX IF NOT EXISTS {STAGE_VISITS_TABLE}_by_org "
             f"ON {STAGE_VISITS_TABLE} (organization_id, pipeline_id, entered_at_us)",
+            # Time in stage: a stage's visits by entering, with what their durations need.
+            f"CREATE INDEX IF NOT EXISTS {STAGE_VISITS_TABLE}_by_stage ON {STAGE_VISITS_TABLE} "
+            "(organization_id, pipeline_id, stage, entered_at_us, left_at_us, owner_id)",
             # Visits under way at an instant, by span class (projections.spans), in the order
             # of entering: the rotting list, longest first.
             f"CREATE INDEX IF NOT EXISTS {STAGE_VISITS_TABLE}_by_span ON {STAGE_VISITS_TABLE} "
