@@ -196,9 +196,13 @@ class DealsProjection(ChangesProjection):
             for organization_id, pipeline_id in pipelines_of(cursor, reordered):
                 self.conversions.recompute(cursor, organization_id, pipeline_id)
 
-    def derive(self, cursor: SqlCursor) -> None:
-        """The end of a bulk load: what the batches left (stage conversion counts)."""
-        self.conversions.derive(cursor)
+    def clear_derived(self, cursor: SqlCursor) -> None:
+        self.conversions.clear(cursor)
+
+    def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
+        """The end of a bulk load: what the batches left (stage conversion counts), of a
+        share of the deals."""
+        self.conversions.derive(cursor, share, shares)
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)

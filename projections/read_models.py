@@ -89,10 +89,15 @@ class ReadModels:
         for projection in self.projections:
             projection.process(cursor, events)
 
-    def derive(self, cursor: SqlCursor) -> None:
+    def clear_derived(self, cursor: SqlCursor) -> None:
+        """Empty what :meth:`derive` fills."""
+        self.deals.clear_derived(cursor)
+
+    def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
         """What batches left to the end of a bulk load (:attr:`SqlCursor.derived_at_end`),
-        from the rows it loaded, in the caller's transaction."""
-        self.deals.derive(cursor)
+        from the rows it loaded, in the caller's transaction: of all records, or of a
+        ``share`` of ``shares`` of them (derived side by side into cleared tables)."""
+        self.deals.derive(cursor, share, shares)
 
     def clear(self, cursor: SqlCursor) -> None:
         """Empty every read model (for a rebuild), in the caller's transaction."""

@@ -307,17 +307,24 @@ class StageConversions:
         ranks = ranks_by_pipeline(cursor, {organization_id})
         self._count_all(cursor, f"WHERE {scope}", params, ranks, transitions=False)
 
-    def derive(self, cursor: SqlCursor) -> None:
-        """Everything from the stage visits, into empty tables: the end of a bulk load."""
+    @staticmethod
+    def clear(cursor: SqlCursor) -> None:
+        """Empty the entries and counts (before :meth:`derive` fills them again)."""
         for table in (ENTRIES_TABLE, CONVERSIONS_TABLE, TRANSITIONS_TABLE):
             cursor.execute(f"DELETE FROM {table}")
+
+    def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
+        """The entries and counts of a ``share`` of the deals (by id: see :func:`id_range`)
+        from their stage visits, added to cleared tables: the end of a bulk load. Shares
+        derived at the same time add to the same counts; their entries never meet."""
         cursor.execute(f"SELECT DISTINCT organization_id FROM {self.visits_table}")
         organizations = {row["organization_id"] for row in cursor.fetchall()}
         ranks = ranks_by_pipeline(cursor, organizations)
+        where, params = id_range(share, shares)
         appending = cursor.appends_only
-        cursor.appends_only = True  # the entries go straight into their emptied table
+        cursor.appends_only = True  # the entries go straight into their table
         try:
-            self._count_all(cursor, "", [], ranks, transitions=True)
+            self._count_all(cursor, where, params, ranks, transitions=True)
         finally:
             cursor.appends_only = appending
 
@@ -348,6 +355,18 @@ class StageConversions:
         insert_entries(cursor, entries)
         add_counts(cursor, CONVERSIONS_TABLE, CONVERSION_KEY, "deals", deals)
         add_counts(cursor, TRANSITIONS_TABLE, TRANSITION_KEY, "moves", moves)
+
+
+def id_range(share: int, shares: int) -> tuple[str, list[Any]]:
+    """SQL (a ``WHERE`` clause or nothing) for the ``share``-th of ``shares`` ranges of
+    record ids, split by their first hexadecimal digit (ids are UUIDs: evenly spread)."""
+    if shares == 1:
+        return "", []
+    bounds = [""] + [format(n * 16 // shares, "x") for n in range(1, shares)] + [None]
+    low, high = bounds[share], bounds[share + 1]
+    if high is None:
+        return "WHERE id >= ?", [low]
+    return "WHERE id >= ? AND id < ?", [low, high]
 
 
 def insert_entries(cursor: SqlCursor, entries: Sequence[Entry]) -> None:

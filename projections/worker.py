@@ -191,7 +191,23 @@ class ProjectionWorker:
             self.store.insert_tracking(cursor, Tracking(self._unfinished_name, 1))
 
     def _finish_bulk_load(self) -> None:
+        """Derive what the batches left, then forget the mark; on PostgreSQL in a process
+        per partition of the records (a share each, adding to the same counts). Until the
+        mark is forgotten, a catch-up clears it all and derives it again."""
+        if self.partitions > 1 and self.store.dialect == "postgres":
+            with self.store.transaction(commit=True) as cursor:
+                self.read_models.clear_derived(cursor)
+            run_partitions(
+                derive_partition,
+                (self.store.location, self.store.generation),
+                self.partitions,
+                lambda progress: None,
+            )
+            with self.store.transaction(commit=True) as cursor:
+                self.store.forget_position(cursor, self._unfinished_name)
+            return
         with self.store.transaction(commit=True) as cursor:
+            self.read_models.clear_derived(cursor)
             self.read_models.derive(cursor)
             self.store.forget_position(cursor, self._unfinished_name)
 
@@ -352,3 +368,18 @@ def fold_partition(
     finally:
         store.close()
         events.close()
+
+
+def derive_partition(
+    read_models: StoreLocation,
+    generation: int,
+    partition: Partition,
+    report: Callable[[PartitionProgress], None],
+) -> None:
+    """A partition's process at the end of a bulk load: derive its share of the records."""
+    store = ReadModelStore(read_models, generation)
+    try:
+        with store.transaction(commit=True) as cursor:
+            ReadModels(store).derive(cursor, partition.number, partition.count)
+    finally:
+        store.close()
