@@ -247,11 +247,13 @@ class ReadModelStore:
         """Record a position in the transaction of ``cursor``; refuses to go backwards."""
         self.tracking._insert_tracking(cursor.raw, tracking)  # type: ignore[attr-defined]
 
-    def lock_schema(self, cursor: SqlCursor) -> None:
+    def lock_schema(self, cursor: SqlCursor, *, shared: bool = False) -> None:
         """Serialise schema changes of processes starting together (PostgreSQL; SQLite
-        serialises writers already): CREATE ... IF NOT EXISTS races otherwise."""
+        serialises writers already): CREATE ... IF NOT EXISTS races otherwise. ``shared``:
+        for builders of distinct indexes side by side, none of which races another."""
         if self.dialect == "postgres":
-            cursor.execute("SELECT pg_advisory_xact_lock(?)", [SCHEMA_LOCK_KEY])
+            function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+            cursor.execute(f"SELECT {function}(?)", [SCHEMA_LOCK_KEY])
 
     def forget_position(self, cursor: SqlCursor, name: str) -> None:
         """Delete a tracking record (for a rebuild from the start of the log)."""

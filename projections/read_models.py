@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 from uuid import UUID
 
@@ -22,6 +23,7 @@ from projections.deals import EMPTIED_ROWS, DealsProjection
 from projections.pipelines import ExchangeRatesProjection, PipelinesProjection
 
 SECONDARY_INDEX = re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ")
+INDEX_BUILDERS = 2  # connections building the secondary indexes at the end of a bulk load
 PROJECTED_TOPIC_PREFIXES = (
     "aggregates.client:",
     "aggregates.contact:",
@@ -77,6 +79,28 @@ class ReadModels:
             for statement in projection.schema()
             if (found := SECONDARY_INDEX.match(statement)) and EMPTIED_ROWS not in statement
         ]
+
+    def build_secondary_indexes(self, connections: int = INDEX_BUILDERS) -> None:
+        """Build the secondary indexes a bulk load dropped, on PostgreSQL ``connections`` at
+        a time (each build keeps one core busy), then anything else :meth:`create_tables`
+        would."""
+        if self.store.dialect == "postgres":
+            names = set(self.secondary_indexes())
+            statements = [
+                statement
+                for projection in self.projections
+                for statement in projection.schema()
+                if (found := SECONDARY_INDEX.match(statement)) and found.group(1) in names
+            ]
+
+            def build(statement: str) -> None:
+                with self.store.transaction(commit=True) as cursor:
+                    self.store.lock_schema(cursor, shared=True)
+                    cursor.execute(statement)
+
+            with ThreadPoolExecutor(connections, thread_name_prefix="index-build") as builders:
+                list(builders.map(build, statements))
+        self.create_tables()
 
     def drop_secondary_indexes(self) -> None:
         """Drop them; :meth:`create_tables` builds them again."""

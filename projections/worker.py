@@ -173,7 +173,7 @@ class ProjectionWorker:
             self._bulk_loading = False
             self._deriving_at_end = False
             if bulk_load:
-                self.read_models.create_tables()  # builds the dropped indexes
+                self.read_models.build_secondary_indexes()
 
     @property
     def _unfinished_name(self) -> str:
