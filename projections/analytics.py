@@ -928,10 +928,14 @@ class SalesAnalytics:
             ]
             if not limits:
                 continue
-            clauses.append(
-                "(" + " OR ".join(["(stage = ? AND entered_at_us < ?)"] * len(limits)) + ")"
+            # Each stage's own limit as one CASE, not an OR of (stage, limit) pairs: those
+            # led PostgreSQL to gather each stage from the stage index and sort them all,
+            # where the span index reads the visits in order and stops at the LIMIT.
+            cases = " ".join(
+                f"WHEN {sql_text(stage_id)} THEN {int(entered_before)}"
+                for stage_id, entered_before in limits
             )
-            params += [value for stage_limit in limits for value in stage_limit]
+            clauses.append(f"entered_at_us < (CASE stage {cases} ELSE {NEVER_US} END)")
             clauses.append("entered_at_us < ?")  # the loosest limit: a range of the index
             params.append(max(entered_before for _, entered_before in limits))
             selections.append((clauses, params))
