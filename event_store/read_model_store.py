@@ -255,6 +255,19 @@ class ReadModelStore:
             function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
             cursor.execute(f"SELECT {function}(?)", [SCHEMA_LOCK_KEY])
 
+    def vacuum_analyze(self, tables: Sequence[str]) -> None:
+        """After a bulk load on PostgreSQL: mark the tables' pages all-visible (index-only
+        scans then skip the table) and gather the planner's statistics at once, rather than
+        whenever autovacuum comes by. (VACUUM runs outside any transaction.)"""
+        if self.dialect != "postgres":
+            return
+        schema = generation_schema(self.generation)
+        with admin_connection(self.location) as connection:
+            for table in tables:
+                connection.execute(
+                    sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(schema, table))
+                )
+
     def forget_position(self, cursor: SqlCursor, name: str) -> None:
         """Delete a tracking record (for a rebuild from the start of the log)."""
         table = "tracking" if self.dialect == "sqlite" else TRACKING_TABLE

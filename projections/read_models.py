@@ -123,13 +123,18 @@ class ReadModels:
         ``share`` of ``shares`` of them (derived side by side into cleared tables)."""
         self.deals.derive(cursor, share, shares)
 
+    def tables(self) -> list[str]:
+        return [
+            statement.split()[5]
+            for projection in self.projections
+            for statement in projection.schema()
+            if statement.startswith("CREATE TABLE")
+        ]
+
     def clear(self, cursor: SqlCursor) -> None:
         """Empty every read model (for a rebuild), in the caller's transaction."""
-        for projection in self.projections:
-            for statement in projection.schema():
-                if statement.startswith("CREATE TABLE"):
-                    table = statement.split()[5]
-                    cursor.execute(f"DELETE FROM {table}")
+        for table in self.tables():
+            cursor.execute(f"DELETE FROM {table}")
 
     @staticmethod
     def is_projected(topic: str) -> bool:

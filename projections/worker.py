@@ -161,6 +161,7 @@ class ProjectionWorker:
             self._mark_bulk_load_unfinished()
         self._bulk_loading = bulk_load
         self._deriving_at_end = bulk_load or self.bulk_load_unfinished
+        loaded = False
         try:
             if bulk_load and self.partitions > 1 and self.store.dialect == "postgres":
                 seen = self._catch_up_in_partitions(head, on_batch)
@@ -168,12 +169,15 @@ class ProjectionWorker:
                 seen = self._catch_up(start, head, on_batch)
             if self._deriving_at_end:
                 self._finish_bulk_load()
+            loaded = True
             return seen
         finally:
             self._bulk_loading = False
             self._deriving_at_end = False
             if bulk_load:
                 self.read_models.build_secondary_indexes()
+                if loaded:
+                    self.store.vacuum_analyze(self.read_models.tables())
 
     @property
     def _unfinished_name(self) -> str:
