@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -38,6 +39,7 @@ from projections.currency import (
 )
 from projections.deals import (
     CLOSED_DEALS,
+    FORECAST_TABLE,
     OPEN_DEALS,
     PIPELINE_TOTALS_TABLE,
     PIPELINE_VALUE_TABLE,
@@ -367,9 +369,17 @@ class SalesAnalytics:
         """Closed money (rows of currency, rate_day and value_e4 summed over the deals closed
         that day, or converted by that day's rate: :func:`rate_day_sql`) at the day's rate."""
         amount = BaseAmount(rates.base_currency)
+        at_rate: Counter[tuple[str, Decimal]] = Counter()  # value_e4 by currency and rate
         for row in rows:
             on = EPOCH_DAY + timedelta(days=int(row["rate_day"]))
-            amount.add(rates, money_from_e4(int(row["value_e4"])), row["currency"], on)
+            rate = rates.rate(row["currency"], on)
+            if rate is None:
+                amount.add(rates, Decimal(0), row["currency"], on)  # names the missing rate
+            else:  # summed exactly first: one multiplication per rate, not per row
+                at_rate[(row["currency"], rate)] += int(row["value_e4"])
+        for (_, rate), value_e4 in at_rate.items():
+            if amount.value is not None:
+                amount.value += money_from_e4(value_e4) * rate
         return amount.rounded()
 
     # --- pipeline value and forecast ----------------------------------------------------
@@ -418,19 +428,10 @@ class SalesAnalytics:
         date and the won deals' close time."""
         rates = self.rates.table(where.organization_id)
         self._checked(where)
-        states = DealStates(where).open_deals()
-        self._expected_close_in(states, where)
         won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
-        deals, params = states.select("expected_close_date, currency, value_e4, probability")
         open_rows, won_rows = self.reads.queries(
             [
-                (
-                    "SELECT substr(expected_close_date, 1, 7) AS month, currency, "
-                    "COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
-                    "SUM(value_e4 * probability) AS weighted_e6 FROM "
-                    f"({deals}) open_deals GROUP BY substr(expected_close_date, 1, 7), currency",
-                    params,
-                ),
+                self._open_by_close_month(where),
                 (  # by close day: its month, and the rate it converts at
                     f"SELECT currency, {CLOSE_DAY} AS rate_day, COUNT(*) AS deals, "
                     f"SUM(value_e4) AS value_e4 FROM {won.table} WHERE {won.where} "
@@ -449,6 +450,41 @@ class SalesAnalytics:
             self._forecast_month(where, month, by_month[month], won_by_month[month], rates)
             for month in sorted(set(by_month) | set(won_by_month))
         ]
+
+    def _open_by_close_month(self, where: AnalyticsFilter) -> tuple[str, list[Any]]:
+        """The open deals' (month, currency, deals, value, weighted) by expected close month:
+        now and over whole months from the open deals' monthly summary (a row per pipeline,
+        owner, currency and month), otherwise from the deals (their versions at as_of)."""
+        bounds = [
+            first_day_on_or_after(instant)
+            for instant in (where.period_from, where.period_to)
+            if instant is not None
+        ]
+        if where.as_of is None and all(day.day == 1 for day in bounds):
+            clauses, params = _scope(where, "owner_key")
+            if where.period_from is not None:
+                clauses.append("close_month >= ?")
+                params.append(first_day_on_or_after(where.period_from).strftime("%Y-%m"))
+            if where.period_to is not None:
+                clauses.append("close_month < ?")
+                params.append(first_day_on_or_after(where.period_to).strftime("%Y-%m"))
+            return (
+                "SELECT close_month AS month, currency, SUM(deals) AS deals, "
+                "SUM(value_e4) AS value_e4, SUM(weighted_e6) AS weighted_e6 "
+                f"FROM {FORECAST_TABLE} WHERE {' AND '.join(clauses)} "
+                "GROUP BY close_month, currency",
+                params,
+            )
+        states = DealStates(where).open_deals()
+        self._expected_close_in(states, where)
+        deals, params = states.select("expected_close_date, currency, value_e4, probability")
+        return (
+            "SELECT substr(expected_close_date, 1, 7) AS month, currency, "
+            "COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
+            "SUM(value_e4 * probability) AS weighted_e6 FROM "
+            f"({deals}) open_deals GROUP BY substr(expected_close_date, 1, 7), currency",
+            params,
+        )
 
     def forecast_history(
         self, where: AnalyticsFilter, month: date, first: datetime, step: timedelta, count: int
@@ -1211,6 +1247,7 @@ def _scope(where: AnalyticsFilter, owner_column: str) -> tuple[list[str], list[A
     return clauses, params
 
 
+@lru_cache(maxsize=4096)
 def _month_of_day(days_since_epoch: int) -> str:
     return (EPOCH_DAY + timedelta(days=days_since_epoch)).strftime("%Y-%m")
 

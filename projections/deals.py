@@ -38,6 +38,8 @@ STAGE_ORDER_CHANGES = (
     Pipeline.StagesReordered,
 )
 PIPELINE_TOTALS_TABLE = "rm_pipeline_totals"  # the same without the close date: no-period reads
+FORECAST_TABLE = "rm_forecast_open"  # the same by close month, without the stage: the forecast
+FORECAST_KEY = ("organization_id", "pipeline_id", "owner_key", "currency", "close_month")
 EMPTIED_ROWS = "WHERE deals = 0"
 """The condition of the summaries' indexes of emptied rows, which every batch's writes use."""
 # The open deals' indexes hold the rows of this condition, which the analytics' queries write
@@ -160,7 +162,14 @@ class DealsProjection(ChangesProjection):
             "stage TEXT NOT NULL, currency TEXT NOT NULL, deals BIGINT NOT NULL, "
             "value_e4 NUMERIC(38) NOT NULL, weighted_e6 NUMERIC(38) NOT NULL, "
             f"PRIMARY KEY ({', '.join(PIPELINE_VALUE_KEY[:-1])}))",
+            f"CREATE TABLE IF NOT EXISTS {FORECAST_TABLE} ("
+            "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, owner_key TEXT NOT NULL, "
+            "currency TEXT NOT NULL, close_month TEXT NOT NULL, deals BIGINT NOT NULL, "
+            "value_e4 NUMERIC(38) NOT NULL, weighted_e6 NUMERIC(38) NOT NULL, "
+            f"PRIMARY KEY ({', '.join(FORECAST_KEY)}))",
             # Rows a batch empties are deleted after it: find them without scanning the table.
+            f"CREATE INDEX IF NOT EXISTS {FORECAST_TABLE}_emptied "
+            f"ON {FORECAST_TABLE} (deals) {EMPTIED_ROWS}",
             f"CREATE INDEX IF NOT EXISTS {PIPELINE_VALUE_TABLE}_emptied "
             f"ON {PIPELINE_VALUE_TABLE} (deals) {EMPTIED_ROWS}",
             f"CREATE INDEX IF NOT EXISTS {PIPELINE_TOTALS_TABLE}_emptied "
@@ -463,18 +472,28 @@ class DealsProjection(ChangesProjection):
         if not changed:
             return
         totals: dict[tuple[Any, ...], list[int]] = {}
+        months: dict[tuple[Any, ...], list[int]] = {}
         for k in sorted(deltas):
-            total = totals.setdefault(k[:-1], [0, 0, 0])  # the key without the close date
-            total[0] += deltas[k]
-            total[1] += values[k]
-            total[2] += weighted[k]
+            organization, pipeline, owner, _, currency, close_date = k
+            for summary, summary_key in (
+                (totals, k[:-1]),  # the key without the close date
+                (months, (organization, pipeline, owner, currency, close_date[:7])),
+            ):
+                sums = summary.setdefault(summary_key, [0, 0, 0])
+                sums[0] += deltas[k]
+                sums[1] += values[k]
+                sums[2] += weighted[k]
         add_to_summary(cursor, PIPELINE_VALUE_TABLE, PIPELINE_VALUE_KEY, changed)
-        add_to_summary(
-            cursor,
-            PIPELINE_TOTALS_TABLE,
-            PIPELINE_VALUE_KEY[:-1],
-            [(*key, *sums) for key, sums in sorted(totals.items())],
-        )
+        for table, key_columns, summary in (
+            (PIPELINE_TOTALS_TABLE, PIPELINE_VALUE_KEY[:-1], totals),
+            (FORECAST_TABLE, FORECAST_KEY, months),
+        ):
+            add_to_summary(
+                cursor,
+                table,
+                key_columns,
+                [(*key, *sums) for key, sums in sorted(summary.items()) if any(sums)],
+            )
 
 
 def pipelines_of(

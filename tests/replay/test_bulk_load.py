@@ -34,6 +34,7 @@ COMPARED_TABLES = (
         "pipeline_id, by_owner, owner_key, from_stage, stage, entered_month_us",
     ),
     ("rm_pipeline_value", "pipeline_id, stage, currency, expected_close_date"),
+    ("rm_forecast_open", "pipeline_id, owner_key, currency, close_month"),
     ("rm_audit", "record_id, version"),
     ("rm_clients", "id"),
 )
