@@ -3,6 +3,9 @@ builds them once at the end: the same rows as a catch-up batch by batch, every i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -80,35 +83,59 @@ def rows_of(store: ReadModelStore, table: str, order: str) -> list[dict[str, obj
         return [dict(row) for row in cursor.fetchall()]
 
 
-@pytest.mark.parametrize("processes", [1, 2, 3])
-def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_match_and_every_index_is_built(  # noqa: E501
-    settings: Settings, processes: int
-) -> None:
+@dataclass
+class Loads:
+    """A recorded book, read models to load in bulk, and others to catch up batch by batch."""
+
+    app: CrmApplication
+    head: int
+    bulk: ReadModelStore
+    batched: ReadModelStore
+
+    def catch_up_batch_by_batch(self) -> None:
+        ProjectionWorker(
+            self.app, self.batched, batch_size=25, bulk_load_events=self.head + 1
+        ).catch_up()
+
+    def assert_rows_match(self) -> None:
+        for table, order in COMPARED_TABLES:
+            assert rows_of(self.bulk, table, order) == rows_of(self.batched, table, order), table
+
+
+@contextmanager
+def a_book_to_load(settings: Settings) -> Iterator[Loads]:
     location = settings.location()
     app = CrmApplication(location)
     head = record_a_book(app)
     bulk, batched = ReadModelStore(location, 2), ReadModelStore(location, 3)
     try:
-        ReadModels(bulk).create_tables()
-        expected_indexes = index_names(bulk)
-        bulk_worker = ProjectionWorker(
-            app, bulk, batch_size=25, bulk_load_events=1, partitions=processes
-        )
-
-        seen = bulk_worker.catch_up()
-        ProjectionWorker(app, batched, batch_size=25, bulk_load_events=head + 1).catch_up()
-
-        assert seen == head
-        assert bulk_worker.position == head
-        assert index_names(bulk) == expected_indexes
-        assert set(ReadModels(bulk).secondary_indexes()) <= expected_indexes
-        for table, order in COMPARED_TABLES:
-            assert rows_of(bulk, table, order) == rows_of(batched, table, order), table
-        assert len(rows_of(bulk, "rm_deals", "id")) == DEALS
+        yield Loads(app, head, bulk, batched)
     finally:
         bulk.destroy()
         batched.destroy()
         app.close()
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_match_and_every_index_is_built(  # noqa: E501
+    settings: Settings, processes: int
+) -> None:
+    with a_book_to_load(settings) as loads:
+        ReadModels(loads.bulk).create_tables()
+        expected_indexes = index_names(loads.bulk)
+        bulk_worker = ProjectionWorker(
+            loads.app, loads.bulk, batch_size=25, bulk_load_events=1, partitions=processes
+        )
+
+        seen = bulk_worker.catch_up()
+        loads.catch_up_batch_by_batch()
+
+        assert seen == loads.head
+        assert bulk_worker.position == loads.head
+        assert index_names(loads.bulk) == expected_indexes
+        assert set(ReadModels(loads.bulk).secondary_indexes()) <= expected_indexes
+        loads.assert_rows_match()
+        assert len(rows_of(loads.bulk, "rm_deals", "id")) == DEALS
 
 
 def test_given_a_bulk_load_stopped_without_its_indexes_when_a_worker_starts_then_it_builds_them(
@@ -140,21 +167,21 @@ def test_given_a_partitioned_bulk_load_stopped_midway_when_caught_up_again_then_
 
 
 def given_a_partitioned_bulk_load_stopped_midway(settings: Settings) -> None:
-    location = settings.location()
-    app = CrmApplication(location)
-    head = record_a_book(app)
-    bulk, batched = ReadModelStore(location, 2), ReadModelStore(location, 3)
-    try:
-        worker = ProjectionWorker(app, bulk, batch_size=25, bulk_load_events=1, partitions=2)
+    with a_book_to_load(settings) as loads:
+        head = loads.head
+        worker = ProjectionWorker(
+            loads.app, loads.bulk, batch_size=25, bulk_load_events=1, partitions=2
+        )
         worker.read_models.drop_secondary_indexes()
         reported: list[PartitionProgress] = []
         # The first partition got halfway before the load stopped; the second never began.
+        location = settings.location()
         fold_partition(location, location, 2, 25, "read_models", head // 2, Partition(0, 2),
                        reported.append)  # fmt: skip
 
         resumed: list[BatchResult] = []
         seen = worker.catch_up(on_batch=resumed.append)
-        ProjectionWorker(app, batched, batch_size=25, bulk_load_events=head + 1).catch_up()
+        loads.catch_up_batch_by_batch()
 
         stopped_at = reported[-1].position
         assert head // 2 <= stopped_at < head
@@ -162,13 +189,9 @@ def given_a_partitioned_bulk_load_stopped_midway(settings: Settings) -> None:
         assert sum(result.notifications for result in resumed) == (head - stopped_at) + head
         assert seen == head
         assert worker.position == head
-        assert bulk.position("read_models@0/2") == bulk.position("read_models@1/2") == 0
-        for table, order in COMPARED_TABLES:
-            assert rows_of(bulk, table, order) == rows_of(batched, table, order), table
-    finally:
-        bulk.destroy()
-        batched.destroy()
-        app.close()
+        assert loads.bulk.position("read_models@0/2") == loads.bulk.position("read_models@1/2")
+        assert loads.bulk.position("read_models@0/2") == 0
+        loads.assert_rows_match()
 
 
 class StopTheLoad(Exception):
@@ -178,31 +201,26 @@ class StopTheLoad(Exception):
 def test_given_a_bulk_load_stopped_midway_when_caught_up_again_batch_by_batch_then_what_it_left_to_its_end_is_derived(  # noqa: E501
     settings: Settings,
 ) -> None:
-    location = settings.location()
-    app = CrmApplication(location)
-    head = record_a_book(app)
-    bulk, batched = ReadModelStore(location, 2), ReadModelStore(location, 3)
-    try:
-        worker = ProjectionWorker(app, bulk, batch_size=25, bulk_load_events=1, partitions=1)
+    with a_book_to_load(settings) as loads:
+        worker = ProjectionWorker(
+            loads.app, loads.bulk, batch_size=25, bulk_load_events=1, partitions=1
+        )
 
         def stop_after_the_first_batch(result: BatchResult) -> None:
             raise StopTheLoad
 
         with pytest.raises(StopTheLoad):
             worker.catch_up(on_batch=stop_after_the_first_batch)
-        assert 0 < worker.position < head
+        assert 0 < worker.position < loads.head
         assert worker.bulk_load_unfinished
-        assert rows_of(bulk, "rm_stage_entries", "id, visit_no") == []  # left to the end
+        assert rows_of(loads.bulk, "rm_stage_entries", "id, visit_no") == []  # left to the end
 
-        resumed = ProjectionWorker(app, bulk, batch_size=25, bulk_load_events=1, partitions=1)
+        resumed = ProjectionWorker(
+            loads.app, loads.bulk, batch_size=25, bulk_load_events=1, partitions=1
+        )
         resumed.catch_up()
-        ProjectionWorker(app, batched, batch_size=25, bulk_load_events=head + 1).catch_up()
+        loads.catch_up_batch_by_batch()
 
         assert not resumed.bulk_load_unfinished
-        assert rows_of(bulk, "rm_stage_entries", "id, visit_no") != []
-        for table, order in COMPARED_TABLES:
-            assert rows_of(bulk, table, order) == rows_of(batched, table, order), table
-    finally:
-        bulk.destroy()
-        batched.destroy()
-        app.close()
+        assert rows_of(loads.bulk, "rm_stage_entries", "id, visit_no") != []
+        loads.assert_rows_match()
