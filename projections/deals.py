@@ -198,7 +198,7 @@ class DealsProjection(ChangesProjection):
         """Fold the batch's deal events; then count anew the conversions of each pipeline
         whose stage order the batch changed (the pipelines' read model already has it)."""
         reordered = [event for event in events if isinstance(event, STAGE_ORDER_CHANGES)]
-        if not cursor.derived_at_end:
+        if not cursor.derived_at_end and (reordered or any(map(self.handles, events))):
             self.conversions.lock(cursor, exclusive=bool(reordered))
         super().process(cursor, events)
         if reordered and not cursor.derived_at_end:
