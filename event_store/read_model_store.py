@@ -30,6 +30,7 @@ TRACKING_TABLE = "read_model_tracking"
 READ_MODEL_RANDOM_PAGE_COST = 1.1  # PostgreSQL's advice for data in memory or on SSDs
 SCHEMA_LOCK_KEY = 7_261_015_001  # pg_advisory_xact_lock key of read-model schema changes
 Row = Mapping[str, Any]
+FEW_ROWS = 16  # insert_rows on PostgreSQL: up to this many rows as INSERTs, more through COPY
 
 
 class _RawCursor(Protocol):
@@ -78,8 +79,9 @@ class SqlCursor:
     ) -> None:
         """``INSERT INTO table (columns) VALUES … tail`` for every row.
 
-        On PostgreSQL the rows are COPYed into a temporary staging table and inserted from it
-        in one statement: row by row, a catch-up spends most of its time sending statements.
+        On PostgreSQL more than :data:`FEW_ROWS` rows are COPYed into a temporary staging
+        table and inserted from it in one statement: row by row, a catch-up spends most of its
+        time sending statements. Fewer go as one pipelined round trip of INSERTs.
         Rows of one call must not repeat a conflict key when ``tail`` updates on conflict."""
         if not rows:
             return
@@ -89,6 +91,12 @@ class SqlCursor:
             self.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}", rows)
             return
         raw: Any = self._raw
+        if len(rows) <= FEW_ROWS and not self.appends_only:
+            # A live batch's few rows: one pipelined round trip of prepared INSERTs costs
+            # less than the staging table's three statements.
+            marks = ", ".join("?" * len(columns))
+            self.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}", rows)
+            return
         if self.appends_only and tail.endswith("DO NOTHING"):
             with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:
