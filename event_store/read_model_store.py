@@ -86,17 +86,13 @@ class SqlCursor:
         if not rows:
             return
         names = ", ".join(columns)
-        if self.dialect == "sqlite":
+        # SQLite runs in this process; on PostgreSQL a live batch's few rows go as one
+        # pipelined round trip of prepared INSERTs, cheaper than the staging table's three.
+        if self.dialect == "sqlite" or (len(rows) <= FEW_ROWS and not self.appends_only):
             marks = ", ".join("?" * len(columns))
             self.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}", rows)
             return
         raw: Any = self._raw
-        if len(rows) <= FEW_ROWS and not self.appends_only:
-            # A live batch's few rows: one pipelined round trip of prepared INSERTs costs
-            # less than the staging table's three statements.
-            marks = ", ".join("?" * len(columns))
-            self.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks}) {tail}", rows)
-            return
         if self.appends_only and tail.endswith("DO NOTHING"):
             with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                 for row in rows:

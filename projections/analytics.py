@@ -760,28 +760,20 @@ class SalesAnalytics:
         converted_before = where.as_of_us + 1
         entered_cut = month_start_us(entered_before)
         converted_cut = month_start_us(converted_before)
-        scope, params = (
-            "organization_id = ? AND pipeline_id = ?",
-            [
-                str(where.organization_id),
-                pipeline_id,
-            ],
-        )
-        counts, first = "by_owner = 0 AND owner_key = ?", "first_of_stage = 1"
-        owner = ""
+        counts, counts_params = _counts_of_owner(where, pipeline_id)
+        scope, params = _pipeline_scope(where, pipeline_id)
+        first = "first_of_stage = 1"
         if where.owner_id is not None:
-            counts, first = "by_owner = 1 AND owner_key = ?", "first_of_owner = 1 AND owner_key = ?"
-            owner = where.owner_id
+            first = "first_of_owner = 1 AND owner_key = ?"
+            params.append(where.owner_id)
         parts = [
             (
                 "SELECT stage, SUM(deals) AS entered, SUM(CASE WHEN converted_month_us < ? "
                 f"THEN deals ELSE 0 END) AS converted FROM {CONVERSIONS_TABLE} "
-                f"WHERE {scope} AND {counts} AND entered_month_us < ? GROUP BY stage",
-                [converted_cut, *params, owner, entered_cut],
+                f"WHERE {counts} AND entered_month_us < ? GROUP BY stage",
+                [converted_cut, *counts_params, entered_cut],
             )
         ]
-        if where.owner_id is not None:
-            params.append(owner)
         if entered_cut < entered_before:
             parts.append(
                 (
@@ -803,10 +795,7 @@ class SalesAnalytics:
             )
         entered: Counter[str] = Counter()
         converted: Counter[str] = Counter()
-        for row in self.reads.query(
-            " UNION ALL ".join(statement for statement, _ in parts),
-            [value for _, values in parts for value in values],
-        ):
+        for row in self.reads.query(*_union_all(parts)):
             entered[row["stage"]] += int(row["entered"] or 0)
             converted[row["stage"]] += int(row["converted"] or 0)
         return entered, converted
@@ -860,26 +849,20 @@ class SalesAnalytics:
         counts for the months wholly inside it, the visits themselves for the rest."""
         low, high = where.from_us, min(where.to_us, where.as_of_us + 1)
         first_month, last_month = next_month_start_us(low), month_start_us(high)
-        scope, params = (
-            "organization_id = ? AND pipeline_id = ?",
-            [
-                str(where.organization_id),
-                pipeline_id,
-            ],
-        )
+        scope, params = _pipeline_scope(where, pipeline_id)
+        if where.owner_id is not None:
+            scope += " AND owner_id = ?"
+            params.append(where.owner_id)
         parts = []
         visits_in: list[tuple[int, int]] = [(low, high)]
-        counts, owner, owner_params = "by_owner = 0 AND owner_key = ''", "", []
-        if where.owner_id is not None:
-            counts, owner = "by_owner = 1 AND owner_key = ?", " AND owner_id = ?"
-            owner_params = [where.owner_id]
         if first_month < last_month:
+            counts, counts_params = _counts_of_owner(where, pipeline_id)
             parts.append(
                 (
                     f"SELECT from_stage, stage, SUM(moves) AS moves FROM {TRANSITIONS_TABLE} "
-                    f"WHERE {scope} AND {counts} AND entered_month_us >= ? "
-                    "AND entered_month_us < ? GROUP BY from_stage, stage",
-                    [*params, *owner_params, first_month, last_month],
+                    f"WHERE {counts} AND entered_month_us >= ? AND entered_month_us < ? "
+                    "GROUP BY from_stage, stage",
+                    [*counts_params, first_month, last_month],
                 )
             )
             visits_in = [(low, first_month), (last_month, high)]
@@ -888,18 +871,15 @@ class SalesAnalytics:
                 parts.append(
                     (
                         "SELECT from_stage, stage, COUNT(*) AS moves "
-                        f"FROM {STAGE_VISITS_TABLE} WHERE {scope}{owner} "
+                        f"FROM {STAGE_VISITS_TABLE} WHERE {scope} "
                         "AND entered_at_us >= ? AND entered_at_us < ? "
                         "AND from_stage IS NOT NULL GROUP BY from_stage, stage",
-                        [*params, *owner_params, since, until],
+                        [*params, since, until],
                     )
                 )
         moves: Counter[tuple[str, str]] = Counter()
         if parts:
-            for row in self.reads.query(
-                " UNION ALL ".join(statement for statement, _ in parts),
-                [value for _, values in parts for value in values],
-            ):
+            for row in self.reads.query(*_union_all(parts)):
                 moves[(row["from_stage"], row["stage"])] += int(row["moves"])
         return moves
 
@@ -1214,6 +1194,27 @@ WIN_LOSS_COLUMNS = {
     "owner": "owner_id",
     "client_category": "client_category",
 }
+
+
+def _pipeline_scope(where: AnalyticsFilter, pipeline_id: str) -> tuple[str, list[Any]]:
+    return "organization_id = ? AND pipeline_id = ?", [str(where.organization_id), pipeline_id]
+
+
+def _counts_of_owner(where: AnalyticsFilter, pipeline_id: str) -> tuple[str, list[Any]]:
+    """The rows of a stage-conversion count table (:mod:`projections.stage_conversion`) for
+    the pipeline: the owner's, or all owners' together."""
+    scope, params = _pipeline_scope(where, pipeline_id)
+    if where.owner_id is None:
+        return f"{scope} AND by_owner = 0 AND owner_key = ''", params
+    return f"{scope} AND by_owner = 1 AND owner_key = ?", [*params, where.owner_id]
+
+
+def _union_all(parts: list[tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
+    """Statements with the same columns as one (one snapshot), and their parameters."""
+    return (
+        " UNION ALL ".join(statement for statement, _ in parts),
+        [value for _, values in parts for value in values],
+    )
 
 
 def _rank_sql(pipeline: Pipeline) -> str:

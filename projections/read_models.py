@@ -73,25 +73,23 @@ class ReadModels:
         """The names of the indexes no write needs (not unique, not a key, not those by
         which a batch finds the summary rows it emptied): a bulk load drops them and builds
         them once at the end, faster than keeping them up row by row."""
-        return [
-            found.group(1)
+        return list(self._secondary_index_statements())
+
+    def _secondary_index_statements(self) -> dict[str, str]:
+        """:meth:`secondary_indexes`, each with the statement that creates it."""
+        return {
+            found.group(1): statement
             for projection in self.projections
             for statement in projection.schema()
             if (found := SECONDARY_INDEX.match(statement)) and EMPTIED_ROWS not in statement
-        ]
+        }
 
     def build_secondary_indexes(self, connections: int = INDEX_BUILDERS) -> None:
         """Build the secondary indexes a bulk load dropped, on PostgreSQL ``connections`` at
         a time (each build keeps one core busy), then anything else :meth:`create_tables`
         would."""
         if self.store.dialect == "postgres":
-            names = set(self.secondary_indexes())
-            statements = [
-                statement
-                for projection in self.projections
-                for statement in projection.schema()
-                if (found := SECONDARY_INDEX.match(statement)) and found.group(1) in names
-            ]
+            statements = self._secondary_index_statements().values()
 
             def build(statement: str) -> None:
                 with self.store.transaction(commit=True) as cursor:

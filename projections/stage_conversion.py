@@ -132,7 +132,7 @@ def entries_of(visits: Sequence[VisitFacts], ranks: Ranks) -> list[Entry]:
         rank = visit_ranks[n]
         if not 0 <= rank < WON_RANK:
             continue
-        owner_key = visit.owner_id or ""
+        owner_key = visit.owner_key
         first_of_stage = visit.stage not in stages_seen
         first_of_owner = (visit.stage, owner_key) not in owners_seen
         if not (first_of_stage or first_of_owner):
@@ -160,7 +160,7 @@ def transition_keys(visit: VisitFacts) -> tuple[tuple[Any, ...], tuple[Any, ...]
     return (
         (visit.organization_id, visit.pipeline_id, 0, "", visit.from_stage, visit.stage, month),
         (
-            visit.organization_id, visit.pipeline_id, 1, visit.owner_id or "",
+            visit.organization_id, visit.pipeline_id, 1, visit.owner_key,
             visit.from_stage, visit.stage, month,
         ),
     )  # fmt: skip
@@ -386,15 +386,12 @@ def deals_visits(
 
 
 def entries_by_pipeline(
-    visits: Sequence[VisitFacts], ranks: Mapping[tuple[str, str], Ranks]
+    visits: Iterable[VisitFacts], ranks: Mapping[tuple[str, str], Ranks]
 ) -> list[Entry]:
     """The entries of one deal's visits (by number), pipeline by pipeline."""
     of_pipeline: dict[tuple[str, str], list[VisitFacts]] = {}
     for visit in visits:
         of_pipeline.setdefault((visit.organization_id, visit.pipeline_id), []).append(visit)
-    if len(of_pipeline) == 1:  # most deals never move
-        ((key, _),) = of_pipeline.items()
-        return entries_of(visits, ranks.get(key, {}))
     return [
         entry
         for key, pipeline_visits in of_pipeline.items()
