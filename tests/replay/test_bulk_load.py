@@ -124,7 +124,12 @@ def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_
         ReadModels(loads.bulk).create_tables()
         expected_indexes = index_names(loads.bulk)
         bulk_worker = ProjectionWorker(
-            loads.app, loads.bulk, batch_size=25, bulk_load_events=1, partitions=processes
+            loads.app,
+            loads.bulk,
+            batch_size=25,
+            bulk_load_batch_size=25,
+            bulk_load_events=1,
+            partitions=processes,
         )
 
         seen = bulk_worker.catch_up()
@@ -170,7 +175,12 @@ def given_a_partitioned_bulk_load_stopped_midway(settings: Settings) -> None:
     with a_book_to_load(settings) as loads:
         head = loads.head
         worker = ProjectionWorker(
-            loads.app, loads.bulk, batch_size=25, bulk_load_events=1, partitions=2
+            loads.app,
+            loads.bulk,
+            batch_size=25,
+            bulk_load_batch_size=25,
+            bulk_load_events=1,
+            partitions=2,
         )
         worker.read_models.drop_secondary_indexes()
         reported: list[PartitionProgress] = []
@@ -194,6 +204,28 @@ def given_a_partitioned_bulk_load_stopped_midway(settings: Settings) -> None:
         loads.assert_rows_match()
 
 
+def test_given_a_small_live_batch_size_when_a_long_log_is_caught_up_in_bulk_then_it_reads_the_larger_bulk_batches(  # noqa: E501
+    settings: Settings,
+) -> None:
+    with a_book_to_load(settings) as loads:
+        worker = ProjectionWorker(
+            loads.app,
+            loads.bulk,
+            batch_size=10,
+            bulk_load_batch_size=40,
+            bulk_load_events=1,
+            partitions=1,
+        )
+        batches: list[BatchResult] = []
+
+        worker.catch_up(on_batch=batches.append)
+
+        assert loads.head > 80
+        assert [batch.notifications for batch in batches[:-1]] == [40] * (len(batches) - 1)
+        assert 0 < batches[-1].notifications <= 40
+        assert sum(batch.notifications for batch in batches) == loads.head
+
+
 class StopTheLoad(Exception):
     pass
 
@@ -203,7 +235,12 @@ def test_given_a_bulk_load_stopped_midway_when_caught_up_again_batch_by_batch_th
 ) -> None:
     with a_book_to_load(settings) as loads:
         worker = ProjectionWorker(
-            loads.app, loads.bulk, batch_size=25, bulk_load_events=1, partitions=1
+            loads.app,
+            loads.bulk,
+            batch_size=25,
+            bulk_load_batch_size=25,
+            bulk_load_events=1,
+            partitions=1,
         )
 
         def stop_after_the_first_batch(result: BatchResult) -> None:
@@ -216,7 +253,12 @@ def test_given_a_bulk_load_stopped_midway_when_caught_up_again_batch_by_batch_th
         assert rows_of(loads.bulk, "rm_stage_entries", "id, visit_no") == []  # left to the end
 
         resumed = ProjectionWorker(
-            loads.app, loads.bulk, batch_size=25, bulk_load_events=1, partitions=1
+            loads.app,
+            loads.bulk,
+            batch_size=25,
+            bulk_load_batch_size=25,
+            bulk_load_events=1,
+            partitions=1,
         )
         resumed.catch_up()
         loads.catch_up_batch_by_batch()
