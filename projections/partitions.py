@@ -19,6 +19,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
+from projections.garbage import collecting_rarely
+
 RECORD_TOPICS = ("aggregates.client:", "aggregates.contact:", "aggregates.deal:")
 """The records spread over the partitions; every other event (an organization's settings,
 users, tokens, pipelines, rates) goes to the first partition."""
@@ -84,8 +86,8 @@ def run_partitions(
     channel = context.Queue()
     processes = [
         context.Process(
-            target=target,
-            args=(*args, Partition(number, count), ProgressReport(channel)),
+            target=run_collecting_rarely,
+            args=(target, *args, Partition(number, count), ProgressReport(channel)),
             name=f"read-models-partition-{number}",
         )
         for number in range(count)
@@ -117,3 +119,9 @@ def run_partitions(
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"the bulk load failed in {', '.join(failed)}")
+
+
+def run_collecting_rarely(target: Callable[..., None], *args: Any) -> None:
+    """A partition's process: all of its work is a bulk load's (see :mod:`projections.garbage`)."""
+    with collecting_rarely():
+        target(*args)

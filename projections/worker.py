@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -22,6 +23,7 @@ from eventsourcing.persistence import IntegrityError, OperationalError, Tracking
 from event_store.application import EventStoreApplication
 from event_store.location import StoreLocation
 from event_store.read_model_store import ReadModelStore, is_deadlock
+from projections.garbage import collecting_rarely
 from projections.generations import Generations
 from projections.partitions import Partition, PartitionProgress, run_partitions
 from projections.read_models import ReadModels
@@ -172,12 +174,13 @@ class ProjectionWorker:
         self._deriving_at_end = bulk_load or self.bulk_load_unfinished
         loaded = False
         try:
-            if bulk_load and self.partitions > 1 and self.store.dialect == "postgres":
-                seen = self._catch_up_in_partitions(head, on_batch)
-            else:
-                seen = self._catch_up(start, head, on_batch)
-            if self._deriving_at_end:
-                self._finish_bulk_load()
+            with collecting_rarely() if self._deriving_at_end else nullcontext():
+                if bulk_load and self.partitions > 1 and self.store.dialect == "postgres":
+                    seen = self._catch_up_in_partitions(head, on_batch)
+                else:
+                    seen = self._catch_up(start, head, on_batch)
+                if self._deriving_at_end:
+                    self._finish_bulk_load()
             loaded = True
             return seen
         finally:
