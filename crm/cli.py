@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import threading
@@ -28,6 +27,7 @@ from aggregates.errors import DomainError
 from commands.service import CrmApplication
 from crm.admin_cli import admin
 from crm.identity import DEFAULT_ORGANIZATION_ID
+from crm.processes import tune_garbage_collection
 from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
 from projections.generations import PROJECTION_VERSION, Generations
@@ -37,7 +37,6 @@ from projections.worker import TRACKING_NAME, BatchResult, ProjectionWorker
 cli = typer.Typer(help="MONTON CRM: the event-sourced CRM service.", no_args_is_help=True)
 cli.add_typer(admin, name="admin")
 console = Console()
-YOUNG_COLLECTION_THRESHOLD = 20_000  # objects allocated between young collections (700)
 
 DataDir = Annotated[
     Path | None, typer.Option(help="Folder of the SQLite files [env: CRM_DATA_DIR]")
@@ -95,15 +94,6 @@ def serve(
     )
 
 
-def tune_garbage_collection() -> None:
-    """A server allocates many short-lived objects per request: collect the young generation
-    less often, and never scan what was loaded at start-up again (about 5 % of a command's
-    CPU here, see bench/README.md)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)
-
-
 class Source(StrEnum):
     STORE = "store"
     KAFKA = "kafka"
@@ -130,6 +120,7 @@ def project(
     settings = load_settings(data_dir)
     configure_logging(settings)
     stop = stop_on_signals()
+    tune_garbage_collection()
     if source is Source.KAFKA:
         from crm.kafka_wiring import follow_kafka
 

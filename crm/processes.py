@@ -8,15 +8,40 @@ workers follow through the database (``min_position`` waits poll the tracked pos
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
 import threading
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from crm.settings import Settings
 
 STOP_SECONDS = 10.0
+
+
+YOUNG_COLLECTION_THRESHOLD = 20_000  # objects allocated between young collections (700)
+
+
+def tune_garbage_collection() -> None:
+    """A long-running process (a web worker, a projection worker) allocates many short-lived
+    objects per request or batch: collect the young generation less often, and never scan
+    what was loaded at start-up again (about 5 % of a command's CPU here, see
+    bench/README.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)
+
+
+def create_worker_app() -> Any:
+    """A web worker's app (``uvicorn --workers``), built in the worker process, which then
+    tunes its garbage collection like a single server does."""
+    from crm.app import create_app
+
+    app = create_app()
+    tune_garbage_collection()
+    return app
 
 
 class SeveralWorkersNeedPostgres(ValueError):
@@ -44,7 +69,7 @@ def serve_in_processes(settings: Settings) -> None:
     )
     try:
         uvicorn.run(
-            "crm.app:create_app",
+            "crm.processes:create_worker_app",
             factory=True,
             host=settings.host,
             port=settings.port,
@@ -84,6 +109,7 @@ def run_projector(settings: Settings) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    tune_garbage_collection()
     follow_store(settings, stop)
 
 
