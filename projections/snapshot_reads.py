@@ -9,10 +9,14 @@ one after the other in one transaction.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from event_store.read_model_store import ReadModelStore, SqlCursor
+
+T = TypeVar("T")
 
 
 class SnapshotReads:
@@ -28,7 +32,9 @@ class SnapshotReads:
     def side_by_side(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
         """``statement`` once per parameter list, the parts side by side (:meth:`_side_by_side`)
         or else joined by UNION ALL: the same rows from one statement, one snapshot."""
-        parts = self._side_by_side([(statement, params) for params in each_params])
+        parts = self._side_by_side(
+            [partial(_fetch, statement=statement, params=params) for params in each_params]
+        )
         if parts is None:
             return self.one_by_one(statement, each_params)
         return [row for rows in parts for row in rows]
@@ -38,13 +44,19 @@ class SnapshotReads:
         after the other in one transaction."""
         if len(parts) < 2:
             return [self.query(*part) for part in parts]
-        found = self._side_by_side(parts)
+        return self.each([partial(_fetch, statement=s, params=p) for s, p in parts])
+
+    def each(self, tasks: list[Callable[[SqlCursor], T]]) -> list[T]:
+        """Each task's result, the tasks reading in one snapshot: side by side, each on a
+        connection of its own, if it can be (:meth:`_side_by_side`), else one after the other
+        in one transaction."""
+        found = self._side_by_side(tasks)
         if found is not None:
             return found
         with self.store.transaction(commit=False) as cursor:
             if self.store.dialect == "postgres":
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            return [_fetch(cursor, statement, params) for statement, params in parts]
+            return [task(cursor) for task in tasks]
 
     def one_by_one(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
         """The same rows from one statement (one snapshot): the parts joined by UNION ALL."""
@@ -53,8 +65,8 @@ class SnapshotReads:
             [value for params in each_params for value in params],
         )
 
-    def _side_by_side(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]] | None:
-        """Each part's rows, each part on a connection of its own at the same time, in one
+    def _side_by_side(self, parts: list[Callable[[SqlCursor], T]]) -> list[T] | None:
+        """Each part's result, each part on a connection of its own at the same time, in one
         snapshot: one backend would read (and sort) them one after the other. None where that
         is not to be had: SQLite, a single part, or no slot free."""
         if len(parts) < 2 or self.store.dialect != "postgres":
@@ -68,7 +80,7 @@ class SnapshotReads:
         finally:
             _SIDE_BY_SIDE_SLOTS.release()
 
-    def _in_one_snapshot(self, parts: list[tuple[str, list[Any]]]) -> list[list[Any]]:
+    def _in_one_snapshot(self, parts: list[Callable[[SqlCursor], T]]) -> list[T]:
         """The first transaction exports its snapshot; the others import it, so the parts
         add up as a single statement's would."""
         with self.store.transaction(commit=False) as first:
@@ -76,15 +88,15 @@ class SnapshotReads:
             first.execute("SELECT pg_export_snapshot() AS snapshot")
             snapshot = first.fetchall()[0]["snapshot"]
 
-            def in_snapshot(statement: str, params: list[Any]) -> list[Any]:
+            def in_snapshot(part: Callable[[SqlCursor], T]) -> T:
                 with self.store.transaction(commit=False) as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-                    return _fetch(cursor, statement, params)
+                    return part(cursor)
 
-            others = [_SIDE_BY_SIDE.submit(in_snapshot, *part) for part in parts[1:]]
-            rows = _fetch(first, *parts[0])
-            return [rows, *(other.result() for other in others)]
+            others = [_SIDE_BY_SIDE.submit(in_snapshot, part) for part in parts[1:]]
+            found = parts[0](first)
+            return [found, *(other.result() for other in others)]
 
 
 # The parts PostgreSQL computes side by side (SnapshotReads._side_by_side): threads that wait
