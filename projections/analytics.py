@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +28,7 @@ from aggregates.deal import DealStatus
 from aggregates.exchange_rates import RateTable
 from aggregates.pipeline import PIPELINES, StageKind
 from aggregates.pipeline import PipelineDefinition as Pipeline
-from event_store.read_model_store import ReadModelStore, sql_text
+from event_store.read_model_store import ReadModelStore, SqlCursor, sql_text
 from projections.currency import (
     EPOCH_DAY,
     FOUR_PLACES,
@@ -44,6 +44,7 @@ from projections.deals import (
     PIPELINE_TOTALS_TABLE,
     PIPELINE_VALUE_TABLE,
     STAGE_VISITS_TABLE,
+    DealsProjection,
 )
 from projections.listing import InvalidQuery
 from projections.row_projection import FOREVER_US
@@ -57,6 +58,7 @@ from projections.stage_conversion import (
     next_month_start_us,
     stage_ranks,
 )
+from projections.stage_durations import DurationScope, StageDurationFigures
 from projections.units import (
     MICROS_PER_DAY,
     instant_from_micros,
@@ -885,28 +887,35 @@ class SalesAnalytics:
 
     def time_in_stage(self, where: AnalyticsFilter) -> list[StageTime]:
         """Every visit of an open stage entered in the period; mean and median days per
-        stage; a visit not yet left counts up to ``as_of`` (or now)."""
+        stage; a visit not yet left counts up to ``as_of`` (or now). Whole months come from
+        the kept counts of finished visits (:mod:`projections.stage_durations`); the
+        pipelines are read side by side, in one snapshot."""
         pipelines = self._checked(where)
-        result = []
-        for pipeline in self._selected(where, pipelines):
-            clauses, params = self._open_stage_visits(where, pipeline)
-            by_stage = self._duration_stats(  # each stage a range of the visits' stage index
-                "stage",
-                f"{self._visit_end_sql(where)} - entered_at_us",
-                f"{STAGE_VISITS_TABLE} WHERE {' AND '.join(clauses)}",
-                params,
-                groups=[stage.id for stage in pipeline.stages if stage.kind is StageKind.OPEN],
+        read: list[Callable[[SqlCursor], dict[str, StageDurationFigures]]] = []
+        selected = self._selected(where, pipelines)
+        for pipeline in selected:
+            scope = DurationScope(
+                organization_id=str(where.organization_id),
+                pipeline_id=pipeline.id,
+                owner_id=where.owner_id,
+                entered_from_us=where.from_us,
+                entered_until_us=min(where.to_us, where.as_of_us + 1),
+                as_of_us=where.as_of_us,
+                ends_open_at_us=self._now_us(where),
             )
-            for stage in pipeline.stages:
-                if stage.kind is not StageKind.OPEN:
-                    continue
-                stats = by_stage.get(stage.id, DurationStats(0, None, None, None))
-                result.append(
-                    StageTime(
-                        pipeline.id, stage.id, stats.deals, stats.mean_days, stats.median_days
-                    )
-                )
-        return result
+            stages = [stage.id for stage in pipeline.stages if stage.kind is StageKind.OPEN]
+            read.append(partial(DealsProjection.durations.read, scope=scope, stages=stages))
+        return [
+            StageTime(
+                pipeline.id,
+                stage,
+                found.visits,
+                None if found.mean_us is None else found.mean_us / MICROS_PER_DAY,
+                None if found.median_us is None else found.median_us / MICROS_PER_DAY,
+            )
+            for pipeline, figures in zip(selected, self.reads.each(read), strict=True)
+            for stage, found in figures.items()
+        ]
 
     def visits(
         self, where: AnalyticsFilter, deal_id: str | None = None, limit: int | None = None
@@ -1065,13 +1074,6 @@ class SalesAnalytics:
     def _now_us(where: AnalyticsFilter) -> int:
         """Where a visit not yet left ends: ``as_of``, or now."""
         return micros(datetime.now(UTC)) if where.as_of is None else where.as_of_us
-
-    def _visit_end_sql(self, where: AnalyticsFilter) -> str:
-        """A SQL expression: the end of a visit, counting one not yet left up to as_of/now."""
-        return (
-            f"(CASE WHEN left_at_us > {int(where.as_of_us)} THEN {int(self._now_us(where))} "
-            "ELSE left_at_us END)"
-        )
 
     def _open_stage_visits(
         self, where: AnalyticsFilter, pipeline: Pipeline

@@ -21,6 +21,7 @@ from projections.row_projection import (
 )
 from projections.spans import SPAN_CLASS, span_class_sql
 from projections.stage_conversion import StageConversions, VisitFacts
+from projections.stage_durations import StageDurations
 from projections.units import micros, money_e4
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
@@ -190,9 +191,11 @@ class DealsProjection(ChangesProjection):
             f"(organization_id, pipeline_id, {VISIT_SPAN_CLASS}, entered_at_us, id, stage, "
             "visit_no, from_stage, owner_id, left_at_us)",
             *self.conversions.schema(),
+            *self.durations.schema(),
         ]
 
     conversions = StageConversions(STAGE_VISITS_TABLE)
+    durations = StageDurations(STAGE_VISITS_TABLE)
 
     def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
         """Fold the batch's deal events; then count anew the conversions of each pipeline
@@ -207,11 +210,13 @@ class DealsProjection(ChangesProjection):
 
     def clear_derived(self, cursor: SqlCursor) -> None:
         self.conversions.clear(cursor)
+        self.durations.clear(cursor)
 
     def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
-        """The end of a bulk load: what the batches left (stage conversion counts), of a
-        share of the deals."""
+        """The end of a bulk load: what the batches left (stage conversion counts, finished
+        visits by duration), of a share of the deals."""
         self.conversions.derive(cursor, share, shares)
+        self.durations.derive(cursor, share, shares)
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)
@@ -397,6 +402,15 @@ class DealsProjection(ChangesProjection):
             self.conversions.visits_opened(
                 cursor, earlier, [VisitFacts(*values[:8]) for values in opened.values()]
             )
+            finished = [
+                (VisitFacts(*values[:8]), values[-1])
+                for values in opened.values()
+                if values[-1] != FOREVER_US
+            ]
+            if closed_earlier:
+                stored = {(v.id, v.visit_no): v for visits in earlier.values() for v in visits}
+                finished += [(stored[(key, no)], at) for at, key, no in closed_earlier]
+            self.durations.visits_finished(cursor, finished)
 
     def _visits_of(
         self, cursor: SqlCursor, ids: list[str]

@@ -36,6 +36,11 @@ COMPARED_TABLES = (
         "rm_stage_transitions",
         "pipeline_id, by_owner, owner_key, from_stage, stage, entered_month_us",
     ),
+    (
+        "rm_stage_durations",
+        "pipeline_id, by_owner, owner_key, stage, entered_month_us, left_month_us, bucket",
+    ),
+    ("rm_stage_durations_all_time", "pipeline_id, by_owner, owner_key, stage, bucket"),
     ("rm_pipeline_value", "pipeline_id, stage, currency, expected_close_date"),
     ("rm_forecast_open", "pipeline_id, owner_key, currency, close_month"),
     ("rm_audit", "record_id, version"),

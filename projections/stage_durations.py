@@ -1,0 +1,460 @@
+"""What time in stage reads instead of every visit of a stage.
+
+Time in stage is the mean and median duration of the visits of each open stage entered in a
+period, a visit not yet left at ``as_of`` counting up to it. Its median needs the durations in
+order — every visit of a stage (160,000 of the first stage on the benchmark's book). A finished
+visit's duration never changes, so the finished visits are kept counted:
+
+- ``rm_stage_durations``: the finished visits by organization, pipeline, owner (and all owners
+  together), stage, month entered, month left and duration bucket (:data:`BUCKET_EDGES_US`,
+  each a quarter longer than the one before), with the sum of their durations;
+- ``rm_stage_durations_all_time``: the same without the months, for a read of every visit
+  there is (a dashboard's time in stage now).
+
+A read sums the rows of the whole months entered in the period whose visits were left before the
+month ``as_of`` falls in. It reads the durations of the other visits themselves, one array per
+stage: those entered in a month the period cuts, and those still under way at the start of
+``as_of``'s month (now: the visits not yet left, from an index of them). The sums give the count
+and the mean. The median lies in the bucket where the running count crosses the middle: only
+that bucket's kept durations are read, from the visits' index by duration.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from event_store.read_model_store import SqlCursor
+from projections.row_projection import FOREVER_US
+from projections.spans import union_by_span, valid_at_by_span
+from projections.stage_conversion import (
+    VisitFacts,
+    id_range,
+    month_start_us,
+    next_month_start_us,
+)
+from projections.units import MICROS_PER_DAY
+
+DURATIONS_TABLE = "rm_stage_durations"
+ALL_TIME_TABLE = "rm_stage_durations_all_time"
+"""The same counts without the months: a read of every visit there is (the dashboard's
+time in stage now) sums a few hundred rows, not thousands."""
+DURATION_KEY = (
+    "organization_id", "pipeline_id", "by_owner", "owner_key", "stage", "entered_month_us",
+    "left_month_us", "bucket",
+)  # fmt: skip
+ALL_TIME_KEY = (*DURATION_KEY[:5], "bucket")
+MINUTE_US = 60_000_000
+BUCKET_EDGES_US: tuple[int, ...] = (
+    0,
+    *(round(MINUTE_US * 1.25**n) for n in range(0, 80)),  # one minute to ≈ 107 years
+)
+"""Bucket ``n`` holds the durations in ``[BUCKET_EDGES_US[n], BUCKET_EDGES_US[n + 1])``; the
+first also any below (a visit entered after the instant it is read at), the last every longer
+one."""
+FINISHED = f"left_at_us < {FOREVER_US}"
+OPEN_VISIT = f"left_at_us = {FOREVER_US}"
+DURATION = "(left_at_us - entered_at_us)"
+"""A finished visit's duration, as the index by duration spells it."""
+
+
+def duration_bucket(duration_us: int) -> int:
+    return max(bisect_right(BUCKET_EDGES_US, duration_us) - 1, 0)
+
+
+def bucket_bounds(bucket: int) -> tuple[int, int]:
+    """The durations ``[low, high)`` of a bucket."""
+    low = -FOREVER_US if bucket == 0 else BUCKET_EDGES_US[bucket]
+    return low, FOREVER_US if bucket == len(BUCKET_EDGES_US) - 1 else BUCKET_EDGES_US[bucket + 1]
+
+
+class StageDurations:
+    """Keeps the finished stage visits counted by month entered, month left and duration."""
+
+    def __init__(self, visits_table: str) -> None:
+        self.visits_table = visits_table
+
+    def schema(self) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {DURATIONS_TABLE} ("
+            "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, by_owner INTEGER NOT NULL, "
+            "owner_key TEXT NOT NULL, stage TEXT NOT NULL, entered_month_us BIGINT NOT NULL, "
+            "left_month_us BIGINT NOT NULL, bucket INTEGER NOT NULL, visits BIGINT NOT NULL, "
+            "duration_us NUMERIC(38) NOT NULL, "
+            f"PRIMARY KEY ({', '.join(DURATION_KEY)}))",
+            f"CREATE TABLE IF NOT EXISTS {ALL_TIME_TABLE} ("
+            "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, by_owner INTEGER NOT NULL, "
+            "owner_key TEXT NOT NULL, stage TEXT NOT NULL, bucket INTEGER NOT NULL, "
+            "visits BIGINT NOT NULL, duration_us NUMERIC(38) NOT NULL, "
+            f"PRIMARY KEY ({', '.join(ALL_TIME_KEY)}))",
+            # The finished visits of a stage by duration: the bucket holding the median.
+            f"CREATE INDEX IF NOT EXISTS {self.visits_table}_by_duration ON {self.visits_table} "
+            f"(organization_id, pipeline_id, stage, {DURATION}, entered_at_us, left_at_us, "
+            f"owner_id) WHERE {FINISHED}",
+            # The visits not yet left, by stage: time in stage now.
+            f"CREATE INDEX IF NOT EXISTS {self.visits_table}_open ON {self.visits_table} "
+            f"(organization_id, pipeline_id, stage, entered_at_us, owner_id) WHERE {OPEN_VISIT}",
+        ]
+
+    @staticmethod
+    def visits_finished(cursor: SqlCursor, finished: Sequence[tuple[VisitFacts, int]]) -> None:
+        """Count visits a batch finished (each with the instant it was left)."""
+        add_durations(cursor, counted(finished))
+
+    @staticmethod
+    def clear(cursor: SqlCursor) -> None:
+        cursor.execute(f"DELETE FROM {DURATIONS_TABLE}")
+        cursor.execute(f"DELETE FROM {ALL_TIME_TABLE}")
+
+    def read(
+        self, cursor: SqlCursor, scope: DurationScope, stages: Sequence[str]
+    ) -> dict[str, StageDurationFigures]:
+        """See :func:`read_stage_durations`."""
+        return read_stage_durations(cursor, self.visits_table, scope, stages)
+
+    def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
+        """Count the finished visits of a ``share`` of the deals into the counts (the end of a
+        bulk load; shares add to the same rows)."""
+        where, params = id_range(share, shares)
+        finished = f"{'AND' if where else 'WHERE'} {FINISHED}"
+        rows = cursor.stream(
+            "SELECT id, visit_no, organization_id, pipeline_id, stage, from_stage, owner_id, "
+            f"entered_at_us, left_at_us FROM {self.visits_table} {where} {finished}",
+            params,
+        )
+        add_durations(cursor, counted((VisitFacts(*row[:8]), row[8]) for row in rows))
+
+
+def counted(
+    finished: Iterable[tuple[VisitFacts, int]],
+) -> dict[tuple[Any, ...], list[int]]:
+    """The finished visits' rows of ``rm_stage_durations``: visits and summed duration, each
+    counted for all owners and for its owner."""
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    months: dict[int, int] = {}
+    for visit, left_at_us in finished:
+        entered = visit.entered_at_us
+        duration = left_at_us - entered
+        entered_day, left_day = entered // MICROS_PER_DAY, left_at_us // MICROS_PER_DAY
+        entered_month = months.get(entered_day)
+        if entered_month is None:
+            entered_month = months[entered_day] = month_start_us(entered)
+        left_month = months.get(left_day)
+        if left_month is None:
+            left_month = months[left_day] = month_start_us(left_at_us)
+        bucket = duration_bucket(duration)
+        for by_owner, owner_key in ((0, ""), (1, visit.owner_key)):
+            key = (
+                visit.organization_id, visit.pipeline_id, by_owner, owner_key, visit.stage,
+                entered_month, left_month, bucket,
+            )  # fmt: skip
+            found = sums.get(key)
+            if found is None:
+                sums[key] = [1, duration]
+            else:
+                found[0] += 1
+                found[1] += duration
+    return sums
+
+
+def add_durations(cursor: SqlCursor, sums: dict[tuple[Any, ...], list[int]]) -> None:
+    """Add counted visits to ``rm_stage_durations`` and, without their months, to
+    ``rm_stage_durations_all_time`` (in key order: concurrent batches lock rows in the same
+    order)."""
+    all_time: dict[tuple[Any, ...], list[int]] = {}
+    for key, (visits, duration) in sums.items():
+        found = all_time.setdefault((*key[:5], key[7]), [0, 0])
+        found[0] += visits
+        found[1] += duration
+    for table, key_columns, counts in (
+        (DURATIONS_TABLE, DURATION_KEY, sums),
+        (ALL_TIME_TABLE, ALL_TIME_KEY, all_time),
+    ):
+        if counts:
+            cursor.insert_rows(
+                table,
+                (*key_columns, "visits", "duration_us"),
+                [(*key, *counts[key]) for key in sorted(counts)],
+                f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE "
+                f"SET visits = {table}.visits + excluded.visits, "
+                f"duration_us = {table}.duration_us + excluded.duration_us",
+            )
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DurationScope:
+    """The visits whose durations a time in stage reads: of one pipeline (and owner), entered
+    in ``[entered_from_us, entered_until_us)``; a visit not yet left at ``as_of_us`` ends at
+    ``ends_open_at_us`` (``as_of``, or now)."""
+
+    organization_id: str
+    pipeline_id: str
+    owner_id: str | None
+    entered_from_us: int
+    entered_until_us: int
+    as_of_us: int
+    ends_open_at_us: int
+
+
+@dataclass(frozen=True)
+class StageDurationFigures:
+    visits: int
+    mean_us: float | None
+    median_us: float | None
+
+
+def read_stage_durations(
+    cursor: SqlCursor, visits_table: str, scope: DurationScope, stages: Sequence[str]
+) -> dict[str, StageDurationFigures]:
+    """Count, mean and median (µs) of each stage's visits in ``scope``, read in the caller's
+    transaction (one snapshot: the median is found in two steps)."""
+    parts = _Parts(cursor, visits_table, scope, stages)
+    kept = parts.kept_counts()
+    read = parts.read_durations()
+    counted: dict[str, Counter[int]] = {}
+    totals: dict[str, int] = {}
+    for stage in stages:
+        durations = read.get(stage, [])
+        counted[stage] = kept.get(stage, Counter()) + bucket_counts(durations)
+        totals[stage] = parts.kept_totals.get(stage, 0) + sum(durations)
+    middles = {stage: middle_of(sum(counted[stage].values())) for stage in stages}
+    where = {  # each middle rank: its bucket, and its rank among that bucket's durations
+        (stage, rank): bucket_of_rank(counted[stage], rank)
+        for stage, middle in middles.items()
+        if middle is not None
+        for rank in middle[:2]
+    }
+    wanted = {(stage, bucket) for (stage, _), (bucket, _) in where.items()}
+    in_bucket = parts.kept_durations_in(
+        sorted((stage, bucket) for stage, bucket in wanted if kept.get(stage, Counter())[bucket])
+    )
+    for stage, bucket in wanted:
+        low, high = bucket_bounds(bucket)
+        durations = read.get(stage, [])
+        from_read = durations[bisect_left(durations, low) : bisect_left(durations, high)]
+        in_bucket[(stage, bucket)] = sorted([*in_bucket.get((stage, bucket), []), *from_read])
+    figures = {}
+    for stage, middle in middles.items():
+        if middle is None:
+            figures[stage] = StageDurationFigures(0, None, None)
+            continue
+        low_rank, high_rank, fraction = middle
+        at_low, at_high = (
+            in_bucket[(stage, where[(stage, rank)][0])][where[(stage, rank)][1]]
+            for rank in (low_rank, high_rank)
+        )
+        visits = sum(counted[stage].values())
+        figures[stage] = StageDurationFigures(
+            visits, totals[stage] / visits, at_low + (at_high - at_low) * fraction
+        )
+    return figures
+
+
+def bucket_counts(ascending: Sequence[int]) -> Counter[int]:
+    """How many of some durations (ascending) fall in each bucket."""
+    counts: Counter[int] = Counter()
+    if not ascending:
+        return counts
+    first, last = duration_bucket(ascending[0]), duration_bucket(ascending[-1])
+    below = 0
+    for bucket in range(first, last + 1):
+        up_to = bisect_left(ascending, bucket_bounds(bucket)[1])
+        if up_to > below:
+            counts[bucket] = up_to - below
+        below = up_to
+    return counts
+
+
+def middle_of(count: int) -> tuple[int, int, float] | None:
+    """The ranks (0-based) whose durations the median lies between, and how far between
+    (as ``percentile_cont(0.5)``); None for no visits."""
+    if not count:
+        return None
+    position = (count - 1) / 2
+    low = int(position)
+    return low, min(low + 1, count - 1), position - low
+
+
+def bucket_of_rank(by_bucket: Counter[int], rank: int) -> tuple[int, int]:
+    """The bucket holding the duration of a rank (0-based, ascending), and its rank there."""
+    before = 0
+    for bucket in sorted(by_bucket):
+        if rank < before + by_bucket[bucket]:
+            return bucket, rank - before
+        before += by_bucket[bucket]
+    raise ValueError(f"rank {rank} of {before} durations")
+
+
+class _Parts:
+    """The statements of a read: the kept counts of whole months, and the visits themselves
+    where months are cut — entered in a month the period cuts, or still under way at the
+    start of ``as_of``'s month."""
+
+    def __init__(
+        self, cursor: SqlCursor, visits_table: str, scope: DurationScope, stages: Sequence[str]
+    ) -> None:
+        self.cursor = cursor
+        self.visits_table = visits_table
+        self.scope = scope
+        self.stages = list(stages)
+        start, until = scope.entered_from_us, scope.entered_until_us
+        first_month, last_month = next_month_start_us(start), month_start_us(until)
+        self.kept_months = (first_month, last_month) if first_month < last_month else None
+        self.cut_ranges = (
+            [(start, first_month), (last_month, until)] if self.kept_months else [(start, until)]
+        )
+        self.left_before = month_start_us(min(scope.as_of_us + 1, FOREVER_US))
+        """Kept counts hold the visits left before this month start: within ``as_of``."""
+        self.kept_totals: dict[str, int] = {}
+        self.owner_params = [] if scope.owner_id is None else [scope.owner_id]
+
+    def kept_counts(self) -> dict[str, Counter[int]]:
+        """Each stage's kept visits by bucket (their summed durations in ``kept_totals``)."""
+        if self.kept_months is None:
+            return {}
+        scope = self.scope
+        stages = ", ".join("?" * len(self.stages))
+        every_month = (
+            self.kept_months[0] <= -FOREVER_US
+            and self.kept_months[1] >= FOREVER_US
+            and self.left_before >= FOREVER_US
+        )
+        months = (
+            ""
+            if every_month
+            else ("AND entered_month_us >= ? AND entered_month_us < ? AND left_month_us < ? ")
+        )
+        self.cursor.execute(
+            "SELECT stage, bucket, SUM(visits) AS n, SUM(duration_us) AS total "
+            f"FROM {ALL_TIME_TABLE if every_month else DURATIONS_TABLE} "
+            "WHERE organization_id = ? AND pipeline_id = ? "
+            f"AND by_owner = ? AND owner_key = ? AND stage IN ({stages}) {months}"
+            "GROUP BY stage, bucket",
+            [
+                scope.organization_id,
+                scope.pipeline_id,
+                int(scope.owner_id is not None),
+                scope.owner_id or "",
+                *self.stages,
+                *([] if every_month else [*self.kept_months, self.left_before]),
+            ],
+        )
+        counts: dict[str, Counter[int]] = {}
+        for row in self.cursor.fetchall():
+            counts.setdefault(row["stage"], Counter())[int(row["bucket"])] = int(row["n"])
+            self.kept_totals[row["stage"]] = self.kept_totals.get(row["stage"], 0) + int(
+                row["total"]
+            )
+        return counts
+
+    def read_durations(self) -> dict[str, list[int]]:
+        """The durations of each stage's visits the kept counts do not hold, ascending."""
+        read, params = self._read_visits()
+        if not read:
+            return {}
+        self.cursor.execute(
+            f"SELECT stage, {self._gathered('d')} AS durations FROM ({read}) durations "
+            "GROUP BY stage",
+            params,
+        )
+        return {row["stage"]: self._ascending(row["durations"]) for row in self.cursor.fetchall()}
+
+    def kept_durations_in(
+        self, wanted: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], list[int]]:
+        """Every duration of the kept visits of each (stage, bucket) wanted, ascending, from
+        the visits' index by duration."""
+        if not wanted or self.kept_months is None:
+            return {}
+        scope = self.scope
+        owner = "" if scope.owner_id is None else " AND owner_id = ?"
+        kept = (
+            f"SELECT stage, CAST(? AS INTEGER) AS bucket, {DURATION} AS d FROM {self.visits_table} "
+            f"WHERE organization_id = ? AND pipeline_id = ? AND stage = ? AND {FINISHED} "
+            f"AND {DURATION} >= ? AND {DURATION} < ? AND entered_at_us >= ? "
+            f"AND entered_at_us < ? AND left_at_us < ?{owner}"
+        )
+        params = []
+        for stage, bucket in wanted:
+            params += [bucket, scope.organization_id, scope.pipeline_id, stage]
+            params += [*bucket_bounds(bucket), *self.kept_months, self.left_before]
+            params += self.owner_params
+        self.cursor.execute(
+            f"SELECT stage, bucket, {self._gathered('d')} AS durations "
+            f"FROM ({' UNION ALL '.join([kept] * len(wanted))}) kept GROUP BY stage, bucket",
+            params,
+        )
+        return {
+            (row["stage"], int(row["bucket"])): self._ascending(row["durations"])
+            for row in self.cursor.fetchall()
+        }
+
+    def _gathered(self, column: str) -> str:
+        """An aggregate of a column's values into one value: an array on PostgreSQL (psycopg
+        reads it in C), a list as text on SQLite — far fewer rows to make in Python."""
+        return (
+            f"array_agg({column})"
+            if self.cursor.dialect == "postgres"
+            else f"group_concat({column})"
+        )
+
+    def _ascending(self, gathered: Any) -> list[int]:
+        values = gathered if self.cursor.dialect == "postgres" else gathered.split(",")
+        return sorted(map(int, values))
+
+    def _read_visits(self) -> tuple[str, list[Any]]:
+        """A SELECT of (stage, d): the durations of the visits the kept counts do not hold."""
+        scope = self.scope
+        end = (
+            f"(CASE WHEN left_at_us > {int(scope.as_of_us)} THEN {int(scope.ends_open_at_us)} "
+            "ELSE left_at_us END)"
+        )
+        columns = f"SELECT stage, {end} - entered_at_us AS d FROM {self.visits_table}"
+        common = (
+            "organization_id = ? AND pipeline_id = ? "
+            f"AND stage IN ({', '.join('?' * len(self.stages))})"
+            + ("" if scope.owner_id is None else " AND owner_id = ?")
+        )
+        common_params = [
+            scope.organization_id, scope.pipeline_id, *self.stages, *self.owner_params
+        ]  # fmt: skip
+        parts: list[tuple[str, list[Any]]] = [
+            (
+                f"{columns} WHERE {common} AND entered_at_us >= ? AND entered_at_us < ?",
+                [*common_params, since, until],
+            )
+            for since, until in self.cut_ranges
+            if since < until
+        ]
+        if self.kept_months is None:
+            pass
+        elif self.left_before >= FOREVER_US:  # now: the visits not yet left, from an index
+            # of them alone (their end named without left_at_us, which that index lacks)
+            parts.append(
+                (
+                    f"SELECT stage, {int(scope.ends_open_at_us)} - entered_at_us AS d "
+                    f"FROM {self.visits_table} WHERE {common} AND {OPEN_VISIT} "
+                    "AND entered_at_us >= ? AND entered_at_us < ?",
+                    [*common_params, *self.kept_months],
+                )
+            )
+        else:  # the visits under way at the start of as_of's month
+            instant = self.left_before - 1
+            parts.append(
+                union_by_span(
+                    f"{columns} WHERE {common} AND entered_at_us >= ? AND entered_at_us < ? "
+                    "AND entered_at_us <= ? AND left_at_us > ?",
+                    [*common_params, *self.kept_months, instant, instant],
+                    valid_at_by_span(instant, "entered_at_us", "left_at_us"),
+                )
+            )
+        return (
+            " UNION ALL ".join(statement for statement, _ in parts),
+            [value for _, params in parts for value in params],
+        )

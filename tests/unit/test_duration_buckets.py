@@ -1,0 +1,57 @@
+"""Time in stage finds its median by counting durations per bucket: every duration must fall
+in exactly one bucket, and counting a sorted list by bucket must agree with bucketing each."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from projections.stage_durations import (
+    BUCKET_EDGES_US,
+    bucket_bounds,
+    bucket_counts,
+    bucket_of_rank,
+    duration_bucket,
+    middle_of,
+)
+
+
+def durations_around_every_edge() -> list[int]:
+    """Each bucket edge and a microsecond either side; random durations up to a century;
+    negative ones (a visit entered after the instant it is read at)."""
+    near = [edge + offset for edge in BUCKET_EDGES_US for offset in (-1, 0, 1)]
+    drawn = random.Random(20261205)
+    century = BUCKET_EDGES_US[-1]
+    return [*near, *(drawn.randrange(0, century) for _ in range(1_000)), -5, -(10**12)]
+
+
+def test_given_any_duration_when_bucketed_then_it_lies_within_its_buckets_bounds() -> None:
+    for duration in durations_around_every_edge():
+        low, high = bucket_bounds(duration_bucket(duration))
+        assert low <= duration < high
+
+
+def test_given_sorted_durations_when_counted_by_bucket_then_each_is_counted_in_its_own() -> None:
+    durations = sorted(durations_around_every_edge())
+
+    assert bucket_counts(durations) == Counter(map(duration_bucket, durations))
+
+
+def test_given_bucket_counts_when_a_rank_is_looked_for_then_its_bucket_and_place_are_found() -> (
+    None
+):
+    durations = sorted(durations_around_every_edge())
+    counts = bucket_counts(durations)
+
+    for rank in (0, 1, 500, len(durations) // 2, len(durations) - 1):
+        bucket, place = bucket_of_rank(counts, rank)
+        low, high = bucket_bounds(bucket)
+        in_bucket = [d for d in durations if low <= d < high]
+        assert in_bucket[place] == durations[rank]
+
+
+def test_given_a_count_when_its_middle_is_taken_then_it_is_percentile_conts() -> None:
+    assert middle_of(0) is None
+    assert middle_of(1) == (0, 0, 0.0)
+    assert middle_of(4) == (1, 2, 0.5)
+    assert middle_of(5) == (2, 3, 0.0)
