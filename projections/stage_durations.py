@@ -50,7 +50,7 @@ ALL_TIME_KEY = (*DURATION_KEY[:5], "bucket")
 MINUTE_US = 60_000_000
 BUCKET_EDGES_US: tuple[int, ...] = (
     0,
-    *(round(MINUTE_US * 1.25**n) for n in range(0, 80)),  # one minute to ≈ 107 years
+    *(round(MINUTE_US * 1.25**n) for n in range(0, 80)),  # one minute to ≈ 86 years
 )
 """Bucket ``n`` holds the durations in ``[BUCKET_EDGES_US[n], BUCKET_EDGES_US[n + 1])``; the
 first also any below (a visit entered after the instant it is read at), the last every longer
