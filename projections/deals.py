@@ -216,7 +216,8 @@ class DealsProjection(ChangesProjection):
         """The end of a bulk load: what the batches left (stage conversion counts, finished
         visits by duration), of a share of the deals."""
         self.conversions.derive(cursor, share, shares)
-        self.durations.derive(cursor, share, shares)
+        if share == 0:  # one statement for all deals, beside the other shares' conversion
+            self.durations.derive(cursor)
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)

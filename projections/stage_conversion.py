@@ -176,6 +176,21 @@ def month_start_us(instant_us: int) -> int:
     return _month_start_of_day(instant_us // MICROS_PER_DAY)
 
 
+def month_start_sql(dialect: str, column: str) -> str:
+    """SQL for :func:`month_start_us` of a column of instants (µs)."""
+    if dialect == "postgres":
+        start = (
+            "CAST(date_part('epoch', date_trunc('month', TIMESTAMP '1970-01-01' "
+            f"+ {column} * INTERVAL '1 microsecond')) AS BIGINT) * 1000000"
+        )
+    else:  # whole seconds, rounded down (also before 1970), then SQLite's own calendar
+        seconds = f"(({column} - (({column} % 1000000) + 1000000) % 1000000) / 1000000)"
+        start = (
+            f"CAST(strftime('%s', {seconds}, 'unixepoch', 'start of month') AS INTEGER) * 1000000"
+        )
+    return f"(CASE WHEN {column} >= {FOREVER_US} THEN {FOREVER_US} ELSE {start} END)"
+
+
 def next_month_start_us(instant_us: int) -> int:
     """The first month start at or after an instant; the far past and future stay themselves."""
     if instant_us >= FOREVER_US or instant_us <= -FOREVER_US:

@@ -32,7 +32,7 @@ from projections.row_projection import FOREVER_US
 from projections.spans import union_by_span, valid_at_by_span
 from projections.stage_conversion import (
     VisitFacts,
-    id_range,
+    month_start_sql,
     month_start_us,
     next_month_start_us,
 )
@@ -63,6 +63,24 @@ DURATION = "(left_at_us - entered_at_us)"
 
 def duration_bucket(duration_us: int) -> int:
     return max(bisect_right(BUCKET_EDGES_US, duration_us) - 1, 0)
+
+
+def duration_bucket_sql(dialect: str, duration: str) -> str:
+    """SQL for :func:`duration_bucket` of an expression: PostgreSQL's ``width_bucket`` over
+    the edges; on SQLite a binary search of nested CASEs."""
+    if dialect == "postgres":
+        return f"width_bucket({duration}, ARRAY[{', '.join(map(str, BUCKET_EDGES_US[1:]))}])"
+
+    def within(first: int, last: int) -> str:  # the bucket among first..last
+        if first == last:
+            return str(first)
+        middle = (first + last + 1) // 2
+        return (
+            f"CASE WHEN {duration} < {BUCKET_EDGES_US[middle]} "
+            f"THEN {within(first, middle - 1)} ELSE {within(middle, last)} END"
+        )
+
+    return f"({within(0, len(BUCKET_EDGES_US) - 1)})"
 
 
 def bucket_bounds(bucket: int) -> tuple[int, int]:
@@ -115,17 +133,33 @@ class StageDurations:
         """See :func:`read_stage_durations`."""
         return read_stage_durations(cursor, self.visits_table, scope, stages)
 
-    def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
-        """Count the finished visits of a ``share`` of the deals into the counts (the end of a
-        bulk load; shares add to the same rows)."""
-        where, params = id_range(share, shares)
-        finished = f"{'AND' if where else 'WHERE'} {FINISHED}"
-        rows = cursor.stream(
-            "SELECT id, visit_no, organization_id, pipeline_id, stage, from_stage, owner_id, "
-            f"entered_at_us, left_at_us FROM {self.visits_table} {where} {finished}",
-            params,
+    def derive(self, cursor: SqlCursor) -> None:
+        """Count every finished visit, into cleared counts (the end of a bulk load): in SQL,
+        the month and bucket spelled as :func:`month_start_us` and :func:`duration_bucket`
+        compute them for a live batch."""
+        dialect = cursor.dialect
+        entered, left = (month_start_sql(dialect, c) for c in ("entered_at_us", "left_at_us"))
+        finished = (
+            "SELECT organization_id, pipeline_id, stage, COALESCE(owner_id, '') AS owner_key, "
+            f"{entered} AS entered_month_us, {left} AS left_month_us, "
+            f"{duration_bucket_sql(dialect, DURATION)} AS bucket, {DURATION} AS duration_us "
+            f"FROM {self.visits_table} WHERE {FINISHED}"
         )
-        add_durations(cursor, counted((VisitFacts(*row[:8]), row[8]) for row in rows))
+        counted = "organization_id, pipeline_id, stage, entered_month_us, left_month_us, bucket"
+        cursor.execute(
+            f"WITH finished AS ({finished}), by_owner AS ("
+            f"SELECT owner_key, {counted}, COUNT(*) AS visits, SUM(duration_us) AS duration_us "
+            f"FROM finished GROUP BY owner_key, {counted}) "
+            f"INSERT INTO {DURATIONS_TABLE} (by_owner, owner_key, {counted}, visits, duration_us) "
+            f"SELECT 1, owner_key, {counted}, visits, duration_us FROM by_owner UNION ALL "
+            f"SELECT 0, '', {counted}, SUM(visits), SUM(duration_us) FROM by_owner "
+            f"GROUP BY {counted}"
+        )
+        cursor.execute(
+            f"INSERT INTO {ALL_TIME_TABLE} ({', '.join(ALL_TIME_KEY)}, visits, duration_us) "
+            f"SELECT {', '.join(ALL_TIME_KEY)}, SUM(visits), SUM(duration_us) "
+            f"FROM {DURATIONS_TABLE} GROUP BY {', '.join(ALL_TIME_KEY)}"
+        )
 
 
 def counted(
