@@ -6,10 +6,11 @@ order — every visit of a stage (160,000 of the first stage on the benchmark's 
 visit's duration never changes, so the finished visits are kept counted:
 
 - ``rm_stage_durations``: the finished visits by organization, pipeline, owner (and all owners
-  together), stage, month entered, month left and duration bucket (:data:`BUCKET_EDGES_US`,
+  together), stage, month entered, month left and duration bucket (:data:`MONTHLY_BUCKETS`,
   each a quarter longer than the one before), with the sum of their durations;
-- ``rm_stage_durations_all_time``: the same without the months, for a read of every visit
-  there is (a dashboard's time in stage now).
+- ``rm_stage_durations_all_time``: the same without the months and in finer buckets
+  (:data:`ALL_TIME_BUCKETS`), for a read of every visit there is (a dashboard's time in stage
+  now).
 
 A read sums the rows of the whole months entered in the period whose visits were left before the
 month ``as_of`` falls in. It reads the durations of the other visits themselves, one array per
@@ -47,46 +48,76 @@ DURATION_KEY = (
     "left_month_us", "bucket",
 )  # fmt: skip
 ALL_TIME_KEY = (*DURATION_KEY[:5], "bucket")
-MINUTE_US = 60_000_000
-BUCKET_EDGES_US: tuple[int, ...] = (
-    0,
-    *(round(MINUTE_US * 1.25**n) for n in range(0, 80)),  # one minute to ≈ 86 years
-)
-"""Bucket ``n`` holds the durations in ``[BUCKET_EDGES_US[n], BUCKET_EDGES_US[n + 1])``; the
-first also any below (a visit entered after the instant it is read at), the last every longer
-one."""
 FINISHED = f"left_at_us < {FOREVER_US}"
 OPEN_VISIT = f"left_at_us = {FOREVER_US}"
 DURATION = "(left_at_us - entered_at_us)"
 """A finished visit's duration, as the index by duration spells it."""
 
 
-def duration_bucket(duration_us: int) -> int:
-    return max(bisect_right(BUCKET_EDGES_US, duration_us) - 1, 0)
+MINUTE_US = 60_000_000
+YEAR_US = 365 * MICROS_PER_DAY
 
 
-def duration_bucket_sql(dialect: str, duration: str) -> str:
-    """SQL for :func:`duration_bucket` of an expression: PostgreSQL's ``width_bucket`` over
-    the edges; on SQLite a binary search of nested CASEs."""
-    if dialect == "postgres":
-        return f"width_bucket({duration}, ARRAY[{', '.join(map(str, BUCKET_EDGES_US[1:]))}])"
+@dataclass(frozen=True)
+class Buckets:
+    """Durations in buckets each ``growth`` times as long as the one before, from a minute
+    to some decades: bucket ``n`` holds ``[edges[n], edges[n + 1])``; the first also any
+    duration below (a visit entered after the instant it is read at), the last every longer
+    one."""
 
-    def within(first: int, last: int) -> str:  # the bucket among first..last
-        if first == last:
-            return str(first)
-        middle = (first + last + 1) // 2
-        return (
-            f"CASE WHEN {duration} < {BUCKET_EDGES_US[middle]} "
-            f"THEN {within(first, middle - 1)} ELSE {within(middle, last)} END"
-        )
+    edges: tuple[int, ...]
 
-    return f"({within(0, len(BUCKET_EDGES_US) - 1)})"
+    @classmethod
+    def growing(cls, growth: float, up_to_us: int = 50 * YEAR_US) -> Buckets:
+        edges = [0, MINUTE_US]
+        while edges[-1] < up_to_us:
+            edges.append(round(MINUTE_US * growth ** (len(edges) - 1)))
+        return cls(tuple(edges))
+
+    def of(self, duration_us: int) -> int:
+        return max(bisect_right(self.edges, duration_us) - 1, 0)
+
+    def bounds(self, bucket: int) -> tuple[int, int]:
+        """The durations ``[low, high)`` of a bucket."""
+        low = -FOREVER_US if bucket == 0 else self.edges[bucket]
+        return low, FOREVER_US if bucket == len(self.edges) - 1 else self.edges[bucket + 1]
+
+    def counts(self, ascending: Sequence[int]) -> Counter[int]:
+        """How many of some durations (ascending) fall in each bucket."""
+        counts: Counter[int] = Counter()
+        if not ascending:
+            return counts
+        below = 0
+        for bucket in range(self.of(ascending[0]), self.of(ascending[-1]) + 1):
+            up_to = bisect_left(ascending, self.bounds(bucket)[1])
+            if up_to > below:
+                counts[bucket] = up_to - below
+            below = up_to
+        return counts
+
+    def sql(self, dialect: str, duration: str) -> str:
+        """SQL for :meth:`of` of an expression: PostgreSQL's ``width_bucket`` over the edges;
+        on SQLite a binary search of nested CASEs."""
+        if dialect == "postgres":
+            return f"width_bucket({duration}, ARRAY[{', '.join(map(str, self.edges[1:]))}])"
+
+        def within(first: int, last: int) -> str:  # the bucket among first..last
+            if first == last:
+                return str(first)
+            middle = (first + last + 1) // 2
+            return (
+                f"CASE WHEN {duration} < {self.edges[middle]} "
+                f"THEN {within(first, middle - 1)} ELSE {within(middle, last)} END"
+            )
+
+        return f"({within(0, len(self.edges) - 1)})"
 
 
-def bucket_bounds(bucket: int) -> tuple[int, int]:
-    """The durations ``[low, high)`` of a bucket."""
-    low = -FOREVER_US if bucket == 0 else BUCKET_EDGES_US[bucket]
-    return low, FOREVER_US if bucket == len(BUCKET_EDGES_US) - 1 else BUCKET_EDGES_US[bucket + 1]
+MONTHLY_BUCKETS = Buckets.growing(1.25)
+"""The buckets of ``rm_stage_durations``: a read sums (stage, month, month, bucket) rows."""
+ALL_TIME_BUCKETS = Buckets.growing(1.04)
+"""The finer buckets of ``rm_stage_durations_all_time``: few rows per stage whatever the
+buckets, and the median's bucket holds a twentieth of the visits a coarse one does."""
 
 
 class StageDurations:
@@ -120,7 +151,7 @@ class StageDurations:
     @staticmethod
     def visits_finished(cursor: SqlCursor, finished: Sequence[tuple[VisitFacts, int]]) -> None:
         """Count visits a batch finished (each with the instant it was left)."""
-        add_durations(cursor, counted(finished))
+        add_durations(cursor, *counted(finished))
 
     @staticmethod
     def clear(cursor: SqlCursor) -> None:
@@ -135,39 +166,44 @@ class StageDurations:
 
     def derive(self, cursor: SqlCursor) -> None:
         """Count every finished visit, into cleared counts (the end of a bulk load): in SQL,
-        the month and bucket spelled as :func:`month_start_us` and :func:`duration_bucket`
+        the months and buckets spelled as :func:`month_start_us` and :meth:`Buckets.of`
         compute them for a live batch."""
         dialect = cursor.dialect
         entered, left = (month_start_sql(dialect, c) for c in ("entered_at_us", "left_at_us"))
-        finished = (
-            "SELECT organization_id, pipeline_id, stage, COALESCE(owner_id, '') AS owner_key, "
-            f"{entered} AS entered_month_us, {left} AS left_month_us, "
-            f"{duration_bucket_sql(dialect, DURATION)} AS bucket, {DURATION} AS duration_us "
-            f"FROM {self.visits_table} WHERE {FINISHED}"
-        )
-        counted = "organization_id, pipeline_id, stage, entered_month_us, left_month_us, bucket"
-        cursor.execute(
-            f"WITH finished AS ({finished}), by_owner AS ("
-            f"SELECT owner_key, {counted}, COUNT(*) AS visits, SUM(duration_us) AS duration_us "
-            f"FROM finished GROUP BY owner_key, {counted}) "
-            f"INSERT INTO {DURATIONS_TABLE} (by_owner, owner_key, {counted}, visits, duration_us) "
-            f"SELECT 1, owner_key, {counted}, visits, duration_us FROM by_owner UNION ALL "
-            f"SELECT 0, '', {counted}, SUM(visits), SUM(duration_us) FROM by_owner "
-            f"GROUP BY {counted}"
-        )
-        cursor.execute(
-            f"INSERT INTO {ALL_TIME_TABLE} ({', '.join(ALL_TIME_KEY)}, visits, duration_us) "
-            f"SELECT {', '.join(ALL_TIME_KEY)}, SUM(visits), SUM(duration_us) "
-            f"FROM {DURATIONS_TABLE} GROUP BY {', '.join(ALL_TIME_KEY)}"
-        )
+        for table, buckets, months in (
+            (
+                DURATIONS_TABLE,
+                MONTHLY_BUCKETS,
+                f"{entered} AS entered_month_us, {left} AS left_month_us, ",
+            ),
+            (ALL_TIME_TABLE, ALL_TIME_BUCKETS, ""),
+        ):
+            counted = "organization_id, pipeline_id, stage, " + (
+                "entered_month_us, left_month_us, bucket" if months else "bucket"
+            )
+            cursor.execute(
+                "WITH finished AS (SELECT organization_id, pipeline_id, stage, "
+                f"COALESCE(owner_id, '') AS owner_key, {months}"
+                f"{buckets.sql(dialect, DURATION)} AS bucket, {DURATION} AS duration_us "
+                f"FROM {self.visits_table} WHERE {FINISHED}), by_owner AS ("
+                f"SELECT owner_key, {counted}, COUNT(*) AS visits, SUM(duration_us) AS duration_us "
+                f"FROM finished GROUP BY owner_key, {counted}) "
+                f"INSERT INTO {table} (by_owner, owner_key, {counted}, visits, duration_us) "
+                f"SELECT 1, owner_key, {counted}, visits, duration_us FROM by_owner UNION ALL "
+                f"SELECT 0, '', {counted}, SUM(visits), SUM(duration_us) FROM by_owner "
+                f"GROUP BY {counted}"
+            )
 
 
-def counted(
-    finished: Iterable[tuple[VisitFacts, int]],
-) -> dict[tuple[Any, ...], list[int]]:
-    """The finished visits' rows of ``rm_stage_durations``: visits and summed duration, each
-    counted for all owners and for its owner."""
-    sums: dict[tuple[Any, ...], list[int]] = {}
+Sums = dict[tuple[Any, ...], list[int]]
+"""Rows of counts to add: (key…) → [visits, summed duration]."""
+
+
+def counted(finished: Iterable[tuple[VisitFacts, int]]) -> tuple[Sums, Sums]:
+    """The finished visits' rows of ``rm_stage_durations`` and of
+    ``rm_stage_durations_all_time``, each visit counted for all owners and for its owner."""
+    monthly: Sums = {}
+    all_time: Sums = {}
     months: dict[int, int] = {}
     for visit, left_at_us in finished:
         entered = visit.entered_at_us
@@ -179,32 +215,23 @@ def counted(
         left_month = months.get(left_day)
         if left_month is None:
             left_month = months[left_day] = month_start_us(left_at_us)
-        bucket = duration_bucket(duration)
         for by_owner, owner_key in ((0, ""), (1, visit.owner_key)):
-            key = (
-                visit.organization_id, visit.pipeline_id, by_owner, owner_key, visit.stage,
-                entered_month, left_month, bucket,
-            )  # fmt: skip
-            found = sums.get(key)
-            if found is None:
-                sums[key] = [1, duration]
-            else:
+            counts = (visit.organization_id, visit.pipeline_id, by_owner, owner_key, visit.stage)
+            for sums, key in (
+                (monthly, (*counts, entered_month, left_month, MONTHLY_BUCKETS.of(duration))),
+                (all_time, (*counts, ALL_TIME_BUCKETS.of(duration))),
+            ):
+                found = sums.setdefault(key, [0, 0])
                 found[0] += 1
                 found[1] += duration
-    return sums
+    return monthly, all_time
 
 
-def add_durations(cursor: SqlCursor, sums: dict[tuple[Any, ...], list[int]]) -> None:
-    """Add counted visits to ``rm_stage_durations`` and, without their months, to
-    ``rm_stage_durations_all_time`` (in key order: concurrent batches lock rows in the same
-    order)."""
-    all_time: dict[tuple[Any, ...], list[int]] = {}
-    for key, (visits, duration) in sums.items():
-        found = all_time.setdefault((*key[:5], key[7]), [0, 0])
-        found[0] += visits
-        found[1] += duration
+def add_durations(cursor: SqlCursor, monthly: Sums, all_time: Sums) -> None:
+    """Add counted visits to ``rm_stage_durations`` and ``rm_stage_durations_all_time`` (in
+    key order: concurrent batches lock rows in the same order)."""
     for table, key_columns, counts in (
-        (DURATIONS_TABLE, DURATION_KEY, sums),
+        (DURATIONS_TABLE, DURATION_KEY, monthly),
         (ALL_TIME_TABLE, ALL_TIME_KEY, all_time),
     ):
         if counts:
@@ -255,7 +282,7 @@ def read_stage_durations(
     totals: dict[str, int] = {}
     for stage in stages:
         durations = read.get(stage, [])
-        counted[stage] = kept.get(stage, Counter()) + bucket_counts(durations)
+        counted[stage] = kept.get(stage, Counter()) + parts.buckets.counts(durations)
         totals[stage] = parts.kept_totals.get(stage, 0) + sum(durations)
     middles = {stage: middle_of(sum(counted[stage].values())) for stage in stages}
     where = {  # each middle rank: its bucket, and its rank among that bucket's durations
@@ -269,7 +296,7 @@ def read_stage_durations(
         sorted((stage, bucket) for stage, bucket in wanted if kept.get(stage, Counter())[bucket])
     )
     for stage, bucket in wanted:
-        low, high = bucket_bounds(bucket)
+        low, high = parts.buckets.bounds(bucket)
         durations = read.get(stage, [])
         from_read = durations[bisect_left(durations, low) : bisect_left(durations, high)]
         in_bucket[(stage, bucket)] = sorted([*in_bucket.get((stage, bucket), []), *from_read])
@@ -288,21 +315,6 @@ def read_stage_durations(
             visits, totals[stage] / visits, at_low + (at_high - at_low) * fraction
         )
     return figures
-
-
-def bucket_counts(ascending: Sequence[int]) -> Counter[int]:
-    """How many of some durations (ascending) fall in each bucket."""
-    counts: Counter[int] = Counter()
-    if not ascending:
-        return counts
-    first, last = duration_bucket(ascending[0]), duration_bucket(ascending[-1])
-    below = 0
-    for bucket in range(first, last + 1):
-        up_to = bisect_left(ascending, bucket_bounds(bucket)[1])
-        if up_to > below:
-            counts[bucket] = up_to - below
-        below = up_to
-    return counts
 
 
 def middle_of(count: int) -> tuple[int, int, float] | None:
@@ -345,6 +357,13 @@ class _Parts:
         )
         self.left_before = month_start_us(min(scope.as_of_us + 1, FOREVER_US))
         """Kept counts hold the visits left before this month start: within ``as_of``."""
+        self.every_month = self.kept_months is not None and (
+            first_month <= -FOREVER_US
+            and last_month >= FOREVER_US
+            and self.left_before >= FOREVER_US
+        )
+        """Every visit there is: the kept counts without months, in finer buckets."""
+        self.buckets = ALL_TIME_BUCKETS if self.every_month else MONTHLY_BUCKETS
         self.kept_totals: dict[str, int] = {}
         self.owner_params = [] if scope.owner_id is None else [scope.owner_id]
 
@@ -354,15 +373,11 @@ class _Parts:
             return {}
         scope = self.scope
         stages = ", ".join("?" * len(self.stages))
-        every_month = (
-            self.kept_months[0] <= -FOREVER_US
-            and self.kept_months[1] >= FOREVER_US
-            and self.left_before >= FOREVER_US
-        )
+        every_month = self.every_month
         months = (
             ""
             if every_month
-            else ("AND entered_month_us >= ? AND entered_month_us < ? AND left_month_us < ? ")
+            else "AND entered_month_us >= ? AND entered_month_us < ? AND left_month_us < ? "
         )
         self.cursor.execute(
             "SELECT stage, bucket, SUM(visits) AS n, SUM(duration_us) AS total "
@@ -417,7 +432,7 @@ class _Parts:
         params = []
         for stage, bucket in wanted:
             params += [bucket, scope.organization_id, scope.pipeline_id, stage]
-            params += [*bucket_bounds(bucket), *self.kept_months, self.left_before]
+            params += [*self.buckets.bounds(bucket), *self.kept_months, self.left_before]
             params += self.owner_params
         self.cursor.execute(
             f"SELECT stage, bucket, {self._gathered('d')} AS durations "

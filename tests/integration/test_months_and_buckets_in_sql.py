@@ -14,7 +14,7 @@ from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
 from projections.row_projection import FOREVER_US
 from projections.stage_conversion import month_start_sql, month_start_us
-from projections.stage_durations import BUCKET_EDGES_US, duration_bucket, duration_bucket_sql
+from projections.stage_durations import ALL_TIME_BUCKETS, MONTHLY_BUCKETS, Buckets
 from projections.units import micros
 
 
@@ -32,17 +32,20 @@ def instants_around_month_starts() -> list[int]:
     return [*near, *(drawn.randrange(low, high) for _ in range(2_000)), FOREVER_US]
 
 
-def durations_around_bucket_edges() -> list[int]:
+def durations_around_bucket_edges(buckets: Buckets) -> list[int]:
     """Each bucket edge and a microsecond either side; random durations up to the last edge;
     negative ones (a visit entered after the instant it is read at)."""
     drawn = random.Random(20261205)
-    near = [edge + offset for edge in BUCKET_EDGES_US for offset in (-1, 0, 1)]
-    return [*near, *(drawn.randrange(0, BUCKET_EDGES_US[-1]) for _ in range(1_000)), -5]
+    near = [edge + offset for edge in buckets.edges for offset in (-1, 0, 1)]
+    return [*near, *(drawn.randrange(0, buckets.edges[-1]) for _ in range(1_000)), -5]
 
 
 CASES: dict[str, tuple[Callable[[str, str], str], Callable[[int], int], list[int]]] = {
     "month": (month_start_sql, month_start_us, instants_around_month_starts()),
-    "bucket": (duration_bucket_sql, duration_bucket, durations_around_bucket_edges()),
+    **{
+        f"{name} bucket": (buckets.sql, buckets.of, durations_around_bucket_edges(buckets))
+        for name, buckets in (("monthly", MONTHLY_BUCKETS), ("all-time", ALL_TIME_BUCKETS))
+    },
 }
 
 

@@ -6,45 +6,57 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
 from projections.stage_durations import (
-    BUCKET_EDGES_US,
-    bucket_bounds,
-    bucket_counts,
+    ALL_TIME_BUCKETS,
+    MONTHLY_BUCKETS,
+    Buckets,
     bucket_of_rank,
-    duration_bucket,
     middle_of,
 )
 
+BUCKETS = {"monthly": MONTHLY_BUCKETS, "all time": ALL_TIME_BUCKETS}
+each_kind_of_buckets = pytest.mark.parametrize("buckets", BUCKETS.values(), ids=list(BUCKETS))
 
-def durations_around_every_edge() -> list[int]:
+
+def durations_around_every_edge(buckets: Buckets) -> list[int]:
     """Each bucket edge and a microsecond either side; random durations up to the last edge;
     negative ones (a visit entered after the instant it is read at)."""
-    near = [edge + offset for edge in BUCKET_EDGES_US for offset in (-1, 0, 1)]
+    near = [edge + offset for edge in buckets.edges for offset in (-1, 0, 1)]
     drawn = random.Random(20261205)
-    return [*near, *(drawn.randrange(0, BUCKET_EDGES_US[-1]) for _ in range(1_000)), -5, -(10**12)]
+    longest = buckets.edges[-1]
+    return [*near, *(drawn.randrange(0, longest) for _ in range(1_000)), -5, -(10**12)]
 
 
-def test_given_any_duration_when_bucketed_then_it_lies_within_its_buckets_bounds() -> None:
-    for duration in durations_around_every_edge():
-        low, high = bucket_bounds(duration_bucket(duration))
+@each_kind_of_buckets
+def test_given_any_duration_when_bucketed_then_it_lies_within_its_buckets_bounds(
+    buckets: Buckets,
+) -> None:
+    for duration in durations_around_every_edge(buckets):
+        low, high = buckets.bounds(buckets.of(duration))
         assert low <= duration < high
 
 
-def test_given_sorted_durations_when_counted_by_bucket_then_each_is_counted_in_its_own() -> None:
-    durations = sorted(durations_around_every_edge())
+@each_kind_of_buckets
+def test_given_sorted_durations_when_counted_by_bucket_then_each_is_counted_in_its_own(
+    buckets: Buckets,
+) -> None:
+    durations = sorted(durations_around_every_edge(buckets))
 
-    assert bucket_counts(durations) == Counter(map(duration_bucket, durations))
+    assert buckets.counts(durations) == Counter(map(buckets.of, durations))
 
 
-def test_given_bucket_counts_when_a_rank_is_looked_for_then_its_bucket_and_place_are_found() -> (
-    None
-):
-    durations = sorted(durations_around_every_edge())
-    counts = bucket_counts(durations)
+@each_kind_of_buckets
+def test_given_bucket_counts_when_a_rank_is_looked_for_then_its_bucket_and_place_are_found(
+    buckets: Buckets,
+) -> None:
+    durations = sorted(durations_around_every_edge(buckets))
+    counts = buckets.counts(durations)
 
     for rank in (0, 1, 500, len(durations) // 2, len(durations) - 1):
         bucket, place = bucket_of_rank(counts, rank)
-        low, high = bucket_bounds(bucket)
+        low, high = buckets.bounds(bucket)
         in_bucket = [d for d in durations if low <= d < high]
         assert in_bucket[place] == durations[rank]
 
