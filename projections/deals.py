@@ -213,11 +213,10 @@ class DealsProjection(ChangesProjection):
         self.durations.clear(cursor)
 
     def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
-        """The end of a bulk load: what the batches left (stage conversion counts, finished
-        visits by duration), of a share of the deals."""
+        """The end of a bulk load: what the batches left, a share of it (stage conversion
+        counts of a share of the deals; finished visits by duration, a table per share)."""
         self.conversions.derive(cursor, share, shares)
-        if share == 0:  # one statement for all deals, beside the other shares' conversion
-            self.durations.derive(cursor)
+        self.durations.derive(cursor, share, shares)
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)

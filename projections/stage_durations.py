@@ -164,20 +164,22 @@ class StageDurations:
         """See :func:`read_stage_durations`."""
         return read_stage_durations(cursor, self.visits_table, scope, stages)
 
-    def derive(self, cursor: SqlCursor) -> None:
+    def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
         """Count every finished visit, into cleared counts (the end of a bulk load): in SQL,
         the months and buckets spelled as :func:`month_start_us` and :meth:`Buckets.of`
-        compute them for a live batch."""
+        compute them for a live batch. Each table is one statement over every visit; shares
+        deriving side by side take a table each."""
         dialect = cursor.dialect
         entered, left = (month_start_sql(dialect, c) for c in ("entered_at_us", "left_at_us"))
-        for table, buckets, months in (
+        tables = (
             (
                 DURATIONS_TABLE,
                 MONTHLY_BUCKETS,
                 f"{entered} AS entered_month_us, {left} AS left_month_us, ",
             ),
             (ALL_TIME_TABLE, ALL_TIME_BUCKETS, ""),
-        ):
+        )
+        for table, buckets, months in tables[share::shares]:
             counted = "organization_id, pipeline_id, stage, " + (
                 "entered_month_us, left_month_us, bucket" if months else "bucket"
             )

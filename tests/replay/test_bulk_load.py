@@ -97,6 +97,19 @@ class Loads:
     bulk: ReadModelStore
     batched: ReadModelStore
 
+    def bulk_worker(
+        self, partitions: int, batch_size: int = 25, bulk_load_batch_size: int = 25
+    ) -> ProjectionWorker:
+        """A worker that loads in bulk from the first event on, in small batches."""
+        return ProjectionWorker(
+            self.app,
+            self.bulk,
+            batch_size=batch_size,
+            bulk_load_batch_size=bulk_load_batch_size,
+            bulk_load_events=1,
+            partitions=partitions,
+        )
+
     def catch_up_batch_by_batch(self) -> None:
         ProjectionWorker(
             self.app, self.batched, batch_size=25, bulk_load_events=self.head + 1
@@ -128,14 +141,7 @@ def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_
     with a_book_to_load(settings) as loads:
         ReadModels(loads.bulk).create_tables()
         expected_indexes = index_names(loads.bulk)
-        bulk_worker = ProjectionWorker(
-            loads.app,
-            loads.bulk,
-            batch_size=25,
-            bulk_load_batch_size=25,
-            bulk_load_events=1,
-            partitions=processes,
-        )
+        bulk_worker = loads.bulk_worker(processes)
 
         seen = bulk_worker.catch_up()
         loads.catch_up_batch_by_batch()
@@ -179,14 +185,7 @@ def test_given_a_partitioned_bulk_load_stopped_midway_when_caught_up_again_then_
 def given_a_partitioned_bulk_load_stopped_midway(settings: Settings) -> None:
     with a_book_to_load(settings) as loads:
         head = loads.head
-        worker = ProjectionWorker(
-            loads.app,
-            loads.bulk,
-            batch_size=25,
-            bulk_load_batch_size=25,
-            bulk_load_events=1,
-            partitions=2,
-        )
+        worker = loads.bulk_worker(2)
         worker.read_models.drop_secondary_indexes()
         reported: list[PartitionProgress] = []
         # The first partition got halfway before the load stopped; the second never began.
@@ -213,14 +212,7 @@ def test_given_a_small_live_batch_size_when_a_long_log_is_caught_up_in_bulk_then
     settings: Settings,
 ) -> None:
     with a_book_to_load(settings) as loads:
-        worker = ProjectionWorker(
-            loads.app,
-            loads.bulk,
-            batch_size=10,
-            bulk_load_batch_size=40,
-            bulk_load_events=1,
-            partitions=1,
-        )
+        worker = loads.bulk_worker(1, batch_size=10, bulk_load_batch_size=40)
         batches: list[BatchResult] = []
 
         worker.catch_up(on_batch=batches.append)
@@ -239,14 +231,7 @@ def test_given_a_bulk_load_stopped_midway_when_caught_up_again_batch_by_batch_th
     settings: Settings,
 ) -> None:
     with a_book_to_load(settings) as loads:
-        worker = ProjectionWorker(
-            loads.app,
-            loads.bulk,
-            batch_size=25,
-            bulk_load_batch_size=25,
-            bulk_load_events=1,
-            partitions=1,
-        )
+        worker = loads.bulk_worker(1)
 
         def stop_after_the_first_batch(result: BatchResult) -> None:
             raise StopTheLoad
@@ -257,14 +242,7 @@ def test_given_a_bulk_load_stopped_midway_when_caught_up_again_batch_by_batch_th
         assert worker.bulk_load_unfinished
         assert rows_of(loads.bulk, "rm_stage_entries", "id, visit_no") == []  # left to the end
 
-        resumed = ProjectionWorker(
-            loads.app,
-            loads.bulk,
-            batch_size=25,
-            bulk_load_batch_size=25,
-            bulk_load_events=1,
-            partitions=1,
-        )
+        resumed = loads.bulk_worker(1)
         resumed.catch_up()
         loads.catch_up_batch_by_batch()
 
