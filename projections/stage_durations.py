@@ -206,17 +206,9 @@ def counted(finished: Iterable[tuple[VisitFacts, int]]) -> tuple[Sums, Sums]:
     ``rm_stage_durations_all_time``, each visit counted for all owners and for its owner."""
     monthly: Sums = {}
     all_time: Sums = {}
-    months: dict[int, int] = {}
     for visit, left_at_us in finished:
-        entered = visit.entered_at_us
-        duration = left_at_us - entered
-        entered_day, left_day = entered // MICROS_PER_DAY, left_at_us // MICROS_PER_DAY
-        entered_month = months.get(entered_day)
-        if entered_month is None:
-            entered_month = months[entered_day] = month_start_us(entered)
-        left_month = months.get(left_day)
-        if left_month is None:
-            left_month = months[left_day] = month_start_us(left_at_us)
+        duration = left_at_us - visit.entered_at_us
+        entered_month, left_month = month_start_us(visit.entered_at_us), month_start_us(left_at_us)
         for by_owner, owner_key in ((0, ""), (1, visit.owner_key)):
             counts = (visit.organization_id, visit.pipeline_id, by_owner, owner_key, visit.stage)
             for sums, key in (
@@ -286,7 +278,8 @@ def read_stage_durations(
         durations = read.get(stage, [])
         counted[stage] = kept.get(stage, Counter()) + parts.buckets.counts(durations)
         totals[stage] = parts.kept_totals.get(stage, 0) + sum(durations)
-    middles = {stage: middle_of(sum(counted[stage].values())) for stage in stages}
+    visits = {stage: sum(counted[stage].values()) for stage in stages}
+    middles = {stage: middle_of(visits[stage]) for stage in stages}
     where = {  # each middle rank: its bucket, and its rank among that bucket's durations
         (stage, rank): bucket_of_rank(counted[stage], rank)
         for stage, middle in middles.items()
@@ -312,9 +305,8 @@ def read_stage_durations(
             in_bucket[(stage, where[(stage, rank)][0])][where[(stage, rank)][1]]
             for rank in (low_rank, high_rank)
         )
-        visits = sum(counted[stage].values())
         figures[stage] = StageDurationFigures(
-            visits, totals[stage] / visits, at_low + (at_high - at_low) * fraction
+            visits[stage], totals[stage] / visits[stage], at_low + (at_high - at_low) * fraction
         )
     return figures
 
@@ -375,15 +367,14 @@ class _Parts:
             return {}
         scope = self.scope
         stages = ", ".join("?" * len(self.stages))
-        every_month = self.every_month
         months = (
             ""
-            if every_month
+            if self.every_month
             else "AND entered_month_us >= ? AND entered_month_us < ? AND left_month_us < ? "
         )
         self.cursor.execute(
             "SELECT stage, bucket, SUM(visits) AS n, SUM(duration_us) AS total "
-            f"FROM {ALL_TIME_TABLE if every_month else DURATIONS_TABLE} "
+            f"FROM {ALL_TIME_TABLE if self.every_month else DURATIONS_TABLE} "
             "WHERE organization_id = ? AND pipeline_id = ? "
             f"AND by_owner = ? AND owner_key = ? AND stage IN ({stages}) {months}"
             "GROUP BY stage, bucket",
@@ -393,7 +384,7 @@ class _Parts:
                 int(scope.owner_id is not None),
                 scope.owner_id or "",
                 *self.stages,
-                *([] if every_month else [*self.kept_months, self.left_before]),
+                *([] if self.every_month else [*self.kept_months, self.left_before]),
             ],
         )
         counts: dict[str, Counter[int]] = {}
@@ -484,10 +475,9 @@ class _Parts:
             for since, until in self.cut_ranges
             if since < until
         ]
-        if self.kept_months is None:
-            pass
-        elif self.left_before >= FOREVER_US:  # now: the visits not yet left, from an index
-            # of them alone (their end named without left_at_us, which that index lacks)
+        if self.kept_months is not None and self.left_before >= FOREVER_US:
+            # now: the visits not yet left, from an index of them alone (their end named
+            # without left_at_us, which that index lacks)
             parts.append(
                 (
                     f"SELECT stage, {int(scope.ends_open_at_us)} - entered_at_us AS d "
@@ -496,7 +486,7 @@ class _Parts:
                     [*common_params, *self.kept_months],
                 )
             )
-        else:  # the visits under way at the start of as_of's month
+        elif self.kept_months is not None:  # the visits under way at the start of as_of's month
             instant = self.left_before - 1
             parts.append(
                 union_by_span(
