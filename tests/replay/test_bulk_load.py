@@ -82,6 +82,16 @@ def index_names(store: ReadModelStore) -> set[str]:
         return {row["name"] for row in cursor.fetchall()}
 
 
+def tables_not_vacuumed(store: ReadModelStore) -> set[str]:
+    """On PostgreSQL, the read-model tables neither vacuumed nor analyzed since made."""
+    with store.transaction(commit=False) as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+            "AND (last_vacuum IS NULL OR last_analyze IS NULL)"
+        )
+        return {row["relname"] for row in cursor.fetchall()}
+
+
 def rows_of(store: ReadModelStore, table: str, order: str) -> list[dict[str, object]]:
     with store.transaction(commit=False) as cursor:
         cursor.execute(f"SELECT * FROM {table} ORDER BY {order}")
@@ -150,6 +160,8 @@ def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_
         assert bulk_worker.position == loads.head
         assert index_names(loads.bulk) == expected_indexes
         assert set(ReadModels(loads.bulk).secondary_indexes()) <= expected_indexes
+        if loads.bulk.dialect == "postgres":
+            assert tables_not_vacuumed(loads.bulk) & set(ReadModels(loads.bulk).tables()) == set()
         loads.assert_rows_match()
         assert len(rows_of(loads.bulk, "rm_deals", "id")) == DEALS
 
