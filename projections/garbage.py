@@ -1,6 +1,6 @@
 """Python's cyclic garbage collector during a bulk load.
 
-Folding a batch of 5,000 events allocates hundreds of thousands of small containers (decoded
+Folding a batch of thousands of events allocates hundreds of thousands of small containers (decoded
 events, rows, keys), nearly none of them in a reference cycle. At Python's default threshold
 (a young collection every 700 net allocations of containers) the collector runs hundreds of
 times per batch, and every so often walks the older objects too. On the benchmark's
