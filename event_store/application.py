@@ -6,7 +6,12 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import ApplicationRecorder, JSONTranscoder, Recording
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    JSONTranscoder,
+    Notification,
+    Recording,
+)
 
 from event_store.group_commit import GroupCommit, notifications_for
 from event_store.location import StoreLocation
@@ -64,6 +69,32 @@ class EventStoreApplication(Application[UUID]):
     def head_position(self) -> int:
         """The position of the newest stored event (0 for an empty store)."""
         return self.recorder.max_notification_id() or 0
+
+    def select_notifications_where(
+        self, after: int, up_to: int, condition: str
+    ) -> list[Notification]:
+        """On PostgreSQL, the notifications at positions ``(after, up_to]`` that meet a SQL
+        ``condition`` on the events table's columns, in order: a share of the log read
+        without the rest (see :meth:`projections.partitions.Partition.condition_sql`)."""
+        recorder: Any = self.recorder
+        statement = (
+            f"SELECT notification_id, originator_id, originator_version, topic, state "
+            f"FROM {recorder.events_table_name} "
+            f"WHERE notification_id > %s AND notification_id <= %s AND ({condition}) "
+            "ORDER BY notification_id"
+        )
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (after, up_to), prepare=True)
+            return [
+                Notification(
+                    id=row["notification_id"],
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in cursor.fetchall()
+            ]
 
     def position_of(self, originator_id: UUID, version: int) -> int | None:
         """The log position of one stored event, or None if it was never stored."""

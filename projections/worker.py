@@ -120,8 +120,12 @@ class ProjectionWorker:
     def _read_limit(self) -> int:
         return self.bulk_load_batch_size if self._bulk_loading else self.batch_size
 
-    def read_batch(self, start: int) -> Batch:
-        """The notifications after ``start`` and the projected events among them, decoded."""
+    def read_batch(self, start: int, head: int | None = None) -> Batch:
+        """The notifications after ``start`` and the projected events among them, decoded.
+        A partition's process on PostgreSQL, given the ``head`` it folds up to, reads only
+        its share of a range of positions (see :meth:`_read_share`)."""
+        if self.partition is not None and head is not None and self.events.location.is_postgres:
+            return self._read_share(self.partition, start, head)
         notifications = self.events.recorder.select_notifications(
             start=start, limit=self._read_limit, inclusive_of_start=False
         )
@@ -137,6 +141,16 @@ class ProjectionWorker:
                 if projected(n.topic) and (partition is None or partition.holds(n))
             ],
         )
+
+    def _read_share(self, partition: Partition, start: int, head: int) -> Batch:
+        """A partition's share of the positions after ``start`` (a batch's worth, up to
+        ``head``), filtered by PostgreSQL: the other partitions' events are neither sent
+        nor turned into notifications here (half the reading, with two). The batch counts
+        the positions it covers."""
+        last = min(start + self._read_limit, head)
+        to_event, projected = self.events.mapper.to_domain_event, ReadModels.is_projected
+        shared = self.events.select_notifications_where(start, last, partition.condition_sql())
+        return Batch(start, last, last - start, [to_event(n) for n in shared if projected(n.topic)])
 
     def apply(self, batch: Batch) -> BatchResult:
         """Fold a batch read after the tracked position into the read models, exactly once."""
@@ -233,12 +247,12 @@ class ProjectionWorker:
     ) -> int:
         seen = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
-            upcoming = reader.submit(self.read_batch, start)
+            upcoming = reader.submit(self.read_batch, start, head)
             while start < head:
                 batch = upcoming.result()
                 if batch.notifications == 0:
                     break
-                upcoming = reader.submit(self.read_batch, batch.last)
+                upcoming = reader.submit(self.read_batch, batch.last, head)
                 result = self.apply(batch)
                 seen += result.notifications
                 if on_batch is not None:
@@ -246,7 +260,7 @@ class ProjectionWorker:
                 start = self.position
                 if start != batch.last:  # another worker moved on: read from where it stopped
                     upcoming.cancel()
-                    upcoming = reader.submit(self.read_batch, start)
+                    upcoming = reader.submit(self.read_batch, start, head)
         return seen
 
     def _catch_up_in_partitions(
