@@ -13,6 +13,8 @@ import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from operator import itemgetter
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -176,10 +178,22 @@ class RowProjection(ABC):
         return decoded
 
     def encode(self, row: RowDict) -> list[Any]:
-        return [
-            encode_json(row[column]) if column in self.json_columns else row[column]
-            for column in self.columns
-        ]
+        """A row's values in column order, JSON columns as text (a bulk load encodes every
+        row it writes: the values are picked in one call, then the few JSON ones encoded)."""
+        pick, json_positions = self._encoding
+        values = list(pick(row))
+        for position in json_positions:
+            values[position] = encode_json(values[position])
+        return values
+
+    @cached_property
+    def _encoding(self) -> tuple[Callable[[RowDict], Sequence[Any]], tuple[int, ...]]:
+        """What :meth:`encode` picks (every table has several columns, so a tuple) and which
+        of its positions hold JSON."""
+        json_positions = tuple(
+            position for position, column in enumerate(self.columns) if column in self.json_columns
+        )
+        return itemgetter(*self.columns), json_positions
 
 
 class ChangesProjection(RowProjection):
