@@ -10,7 +10,6 @@ tracks its own position, so a load stopped midway resumes each partition where i
 from __future__ import annotations
 
 import multiprocessing
-import os
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ RECORD_TOPICS = ("aggregates.client:", "aggregates.contact:", "aggregates.deal:"
 """The records spread over the partitions; every other event (an organization's settings,
 users, tokens, pipelines, rates) goes to the first partition."""
 POLL_SECONDS = 0.2
+FORKSERVER_PRELOAD = ("projections.worker",)
+"""What the server the partitions fork from imports once (not the parent's main module)."""
 
 
 @dataclass(frozen=True)
@@ -78,10 +79,12 @@ class ProgressReport:
 
     def __init__(self, channel: Any) -> None:
         self.channel = channel
-        self.parent = os.getpid()  # made in the parent, called in the partition
 
     def __call__(self, progress: PartitionProgress) -> None:
-        if os.getppid() != self.parent:
+        # the process that asked for this one (forked by the fork server, its parent in
+        # name only): its sentinel closes when it ends
+        parent = multiprocessing.parent_process()
+        if parent is not None and not parent.is_alive():
             raise SystemExit("the bulk load's parent process is gone")
         self.channel.put(progress)
 
@@ -95,7 +98,11 @@ def run_partitions(
     """Run ``target(*args, partition, report)`` in one new process per partition and wait
     for all of them; ``on_progress`` gets each batch, with the position the slowest
     partition has reached. If one fails, the others are stopped and this raises."""
-    context = multiprocessing.get_context("spawn")  # no inherited pools or threads
+    context = multiprocessing.get_context("forkserver")
+    # Each partition forks from a server process started once, with the projection code
+    # imported and no pools or threads: spawning, every partition imported it all again,
+    # and the parent's main module too (a second a process, twice a bulk load).
+    context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
     channel = context.Queue()
     processes = [
         context.Process(
