@@ -25,8 +25,9 @@ RECORD_TOPICS = ("aggregates.client:", "aggregates.contact:", "aggregates.deal:"
 """The records spread over the partitions; every other event (an organization's settings,
 users, tokens, pipelines, rates) goes to the first partition."""
 POLL_SECONDS = 0.2
-FORKSERVER_PRELOAD = ("projections.worker",)
-"""What the server the partitions fork from imports once (not the parent's main module)."""
+FORKSERVER_PRELOAD = ("__main__", "projections.worker")
+"""What the server the partitions fork from imports once: the parent's main module (else each
+partition runs it again, as spawned processes do) and the projection code."""
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,9 @@ def run_partitions(
     for all of them; ``on_progress`` gets each batch, with the position the slowest
     partition has reached. If one fails, the others are stopped and this raises."""
     context = multiprocessing.get_context("forkserver")
-    # Each partition forks from a server process started once, with the projection code
-    # imported and no pools or threads: spawning, every partition imported it all again,
-    # and the parent's main module too (a second a process, twice a bulk load).
+    # Each partition forks from a server process started once, with the parent's main module
+    # and the projection code imported, and no pools or threads: spawned, every partition
+    # imported it all again (a second a process, twice a bulk load).
     context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
     channel = context.Queue()
     processes = [
