@@ -245,7 +245,7 @@ class SalespersonFigures:
     interactions_logged: int | None = field(default=None)
 
 
-def percentile(ordered: list[float], fraction: float) -> float:
+def percentile(ordered: Sequence[float], fraction: float) -> float:
     """Linear interpolation between closest ranks of an ascending, non-empty list."""
     position = (len(ordered) - 1) * fraction
     low = math.floor(position)
@@ -253,15 +253,17 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def duration_stats(days: list[float]) -> DurationStats:
-    if not days:
+def duration_stats(durations_us: list[int]) -> DurationStats:
+    """Count, mean, median and p90 in days of some durations in µs (sorted as integers,
+    turned into days only once computed)."""
+    if not durations_us:
         return DurationStats(0, None, None, None)
-    ordered = sorted(days)
+    ordered = sorted(durations_us)
     return DurationStats(
         deals=len(ordered),
-        mean_days=math.fsum(ordered) / len(ordered),
-        median_days=percentile(ordered, 0.5),
-        p90_days=percentile(ordered, 0.9),
+        mean_days=sum(ordered) / len(ordered) / MICROS_PER_DAY,
+        median_days=percentile(ordered, 0.5) / MICROS_PER_DAY,
+        p90_days=percentile(ordered, 0.9) / MICROS_PER_DAY,
     )
 
 
@@ -1057,18 +1059,23 @@ class SalesAnalytics:
                 if int(row["n"])
             }
         # SQLite runs in this process: the durations themselves are cheap to take, and
-        # sorting them here beats window functions over the rows.
+        # sorting them here beats window functions over the rows. Gathered into one text per
+        # group: 40,000 rows made in Python cost 68 ms, splitting the texts a few.
+        durations = f"group_concat({duration})"
         if groups is None:
-            rows = self.reads.query(f"SELECT {group} AS grp, {duration} AS d FROM {source}", params)
+            rows = self.reads.query(
+                f"SELECT {group} AS grp, {durations} AS ds FROM {source} GROUP BY {group}", params
+            )
         else:
             rows = self.reads.one_by_one(
-                f"SELECT CAST(? AS TEXT) AS grp, {duration} AS d FROM {source} AND {group} = ?",
+                f"SELECT CAST(? AS TEXT) AS grp, {durations} AS ds FROM {source} AND {group} = ?",
                 [[key, *params, key] for key in groups],
             )
-        by_group: dict[str, list[float]] = defaultdict(list)
-        for row in rows:
-            by_group[row["grp"]].append(int(row["d"]) / MICROS_PER_DAY)
-        return {key: duration_stats(days) for key, days in by_group.items()}
+        return {
+            row["grp"]: duration_stats(list(map(int, row["ds"].split(","))))
+            for row in rows
+            if row["ds"] is not None
+        }
 
     @staticmethod
     def _now_us(where: AnalyticsFilter) -> int:
