@@ -42,6 +42,8 @@ class Partition:
     count: int
 
     def holds(self, notification: Notification) -> bool:
+        """The rule in Python: the record's UUID modulo ``count``; events of no record go to
+        the first partition. Partitions read their shares by :meth:`condition_sql`."""
         if not notification.topic.startswith(RECORD_TOPICS):
             return self.number == 0
         record = notification.originator_id

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from uuid import UUID
 
 from eventsourcing.domain import DomainEventProtocol
@@ -120,26 +121,17 @@ class ProjectionWorker:
     def _read_limit(self) -> int:
         return self.bulk_load_batch_size if self._bulk_loading else self.batch_size
 
-    def read_batch(self, start: int, head: int | None = None) -> Batch:
-        """The notifications after ``start`` and the projected events among them, decoded.
-        A partition's process on PostgreSQL, given the ``head`` it folds up to, reads only
-        its share of a range of positions (see :meth:`_read_share`)."""
-        if self.partition is not None and head is not None and self.events.location.is_postgres:
-            return self._read_share(self.partition, start, head)
+    def read_batch(self, start: int) -> Batch:
+        """The notifications after ``start`` and the projected events among them, decoded."""
         notifications = self.events.recorder.select_notifications(
             start=start, limit=self._read_limit, inclusive_of_start=False
         )
-        to_event = self.events.mapper.to_domain_event
-        partition, projected = self.partition, ReadModels.is_projected
+        to_event, projected = self.events.mapper.to_domain_event, ReadModels.is_projected
         return Batch(
             start,
             notifications[-1].id if notifications else start,
             len(notifications),
-            [
-                to_event(n)
-                for n in notifications
-                if projected(n.topic) and (partition is None or partition.holds(n))
-            ],
+            [to_event(n) for n in notifications if projected(n.topic)],
         )
 
     def _read_share(self, partition: Partition, start: int, head: int) -> Batch:
@@ -190,7 +182,7 @@ class ProjectionWorker:
         loaded = False
         try:
             with collecting_rarely() if self._deriving_at_end else nullcontext():
-                if bulk_load and self.partitions > 1 and self.store.dialect == "postgres":
+                if bulk_load and self.partitions > 1 and self._all_on_postgres:
                     seen = self._catch_up_in_partitions(head, on_batch)
                 else:
                     seen = self._catch_up(start, head, on_batch)
@@ -205,6 +197,11 @@ class ProjectionWorker:
                 self.read_models.build_secondary_indexes()
                 if loaded:
                     self.store.vacuum_analyze(self.read_models.tables())
+
+    @property
+    def _all_on_postgres(self) -> bool:
+        """Partitions read their shares through PostgreSQL and write side by side into it."""
+        return self.store.dialect == "postgres" and self.events.location.is_postgres
 
     @property
     def _unfinished_name(self) -> str:
@@ -246,13 +243,18 @@ class ProjectionWorker:
         self, start: int, head: int, on_batch: Callable[[BatchResult], None] | None
     ) -> int:
         seen = 0
+        read: Callable[[int], Batch] = (
+            self.read_batch
+            if self.partition is None
+            else partial(self._read_share, self.partition, head=head)
+        )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
-            upcoming = reader.submit(self.read_batch, start, head)
+            upcoming = reader.submit(read, start)
             while start < head:
                 batch = upcoming.result()
                 if batch.notifications == 0:
                     break
-                upcoming = reader.submit(self.read_batch, batch.last, head)
+                upcoming = reader.submit(read, batch.last)
                 result = self.apply(batch)
                 seen += result.notifications
                 if on_batch is not None:
@@ -260,7 +262,7 @@ class ProjectionWorker:
                 start = self.position
                 if start != batch.last:  # another worker moved on: read from where it stopped
                     upcoming.cancel()
-                    upcoming = reader.submit(self.read_batch, start, head)
+                    upcoming = reader.submit(read, start)
         return seen
 
     def _catch_up_in_partitions(
