@@ -39,6 +39,7 @@ from commands.errors import (
     StaleVersion,
 )
 from commands.idempotency import IdempotentCommand
+from commands.loading import LoadedRecords, PipelinesInUse
 from event_store.application import EventStoreApplication
 
 MAX_ATTEMPTS = 5
@@ -130,6 +131,7 @@ class CrmApplication(EventStoreApplication):
         super().__init__(*args, **kw)
         self.on_saved = on_saved
         self.open_deals_in_stage = open_deals_in_stage
+        self.pipelines_in_use = PipelinesInUse()
 
     # --- clients -------------------------------------------------------------------------
 
@@ -278,11 +280,22 @@ class CrmApplication(EventStoreApplication):
 
     def open_deal(self, cmd: models.OpenDeal, meta: CommandMeta) -> Accepted:
         def decide() -> Decision:
+            loaded = self.load_together(
+                [
+                    cmd.client_id,
+                    *cmd.stakeholder_contact_ids,
+                    Pipeline.id_for(meta.organization_id, cmd.pipeline_id),
+                ]
+            )
             self.load_record(
-                Client, cmd.client_id, meta, for_field="client_id"
+                Client, cmd.client_id, meta, for_field="client_id", loaded=loaded
             ).check_not_archived()
-            self._check_contacts(cmd.stakeholder_contact_ids, meta, "stakeholder_contact_ids")
-            pipeline, defined = self.load_pipeline(meta, cmd.pipeline_id, for_field="pipeline_id")
+            self._check_contacts(
+                cmd.stakeholder_contact_ids, meta, "stakeholder_contact_ids", loaded=loaded
+            )
+            pipeline, defined = self.load_pipeline(
+                meta, cmd.pipeline_id, for_field="pipeline_id", loaded=loaded
+            )
             deal = Deal.open(
                 name=cmd.name,
                 client_id=cmd.client_id,
@@ -376,9 +389,14 @@ class CrmApplication(EventStoreApplication):
         self, deal_id: UUID, cmd: models.MoveDealToPipeline, meta: CommandMeta
     ) -> Accepted:
         def decide() -> Decision:
-            deal = self.load_record(Deal, deal_id, meta)
+            loaded = self.load_together(
+                [deal_id, Pipeline.id_for(meta.organization_id, cmd.pipeline_id)]
+            )
+            deal = self.load_record(Deal, deal_id, meta, loaded=loaded)
             self._check_may_change(deal, meta)
-            target, defined = self.load_pipeline(meta, cmd.pipeline_id, for_field="pipeline_id")
+            target, defined = self.load_pipeline(
+                meta, cmd.pipeline_id, for_field="pipeline_id", loaded=loaded
+            )
             deal.move_to_pipeline(target.definition, cmd.stage, cmd.probability, meta.context())
             return Decision(deal, [deal, *defined])
 
@@ -422,12 +440,17 @@ class CrmApplication(EventStoreApplication):
         meta: CommandMeta,
         command: Callable[[Deal, PipelineDefinition], None],
     ) -> Accepted:
-        """Run a deal command that decides on the deal's pipeline (its stages)."""
+        """Run a deal command that decides on the deal's pipeline (its stages), read in the
+        deal's query when the organization's deals used it lately."""
 
         def decide() -> Decision:
-            deal = self.load_record(Deal, deal_id, meta)
+            in_use = self.pipelines_in_use.of(meta.organization_id)
+            loaded = self.load_together([deal_id, *in_use])
+            deal = self.load_record(Deal, deal_id, meta, loaded=loaded)
             self._check_may_change(deal, meta)
-            pipeline, defined = self.load_pipeline(meta, deal.pipeline_id, for_field="pipeline_id")
+            pipeline, defined = self.load_pipeline(
+                meta, deal.pipeline_id, for_field="pipeline_id", loaded=loaded
+            )
             command(deal, pipeline.definition)
             return Decision(deal, [deal, *defined])
 
@@ -442,16 +465,25 @@ class CrmApplication(EventStoreApplication):
             )
 
     def load_pipeline(
-        self, meta: CommandMeta, pipeline_id: str, for_field: str | None = None
+        self,
+        meta: CommandMeta,
+        pipeline_id: str,
+        for_field: str | None = None,
+        *,
+        loaded: LoadedRecords | None = None,
     ) -> tuple[Pipeline, list[Pipeline]]:
         """The organization's pipeline ``pipeline_id``, and the list of it if it is new.
 
         Organizations created before pipelines were records have no ``default`` one yet: it
         is defined on first use, to be saved with the command (the second item). Without
-        ``for_field`` the pipeline is the command's target (404, If-Match).
+        ``for_field`` the pipeline is the command's target (404, If-Match). Read from
+        ``loaded`` when that query asked for it.
         """
         record_id = Pipeline.id_for(meta.organization_id, pipeline_id)
-        pipeline = self.find(Pipeline, record_id)
+        if loaded is not None and loaded.holds(record_id):
+            pipeline = loaded.get(Pipeline, record_id)
+        else:
+            pipeline = self.find(Pipeline, record_id)
         if pipeline is None and pipeline_id == DEFAULT_PIPELINE_ID:
             pipeline = Pipeline.default(self._organization_start(meta))
             return pipeline, [pipeline]
@@ -460,6 +492,7 @@ class CrmApplication(EventStoreApplication):
         expected = meta.expected_version
         if for_field is None and expected is not None and pipeline.version != expected:
             raise StaleVersion("pipeline", expected, pipeline.version)
+        self.pipelines_in_use.used(meta.organization_id, record_id)
         return pipeline, []
 
     def _organization_start(self, meta: CommandMeta) -> EventContext:
@@ -539,9 +572,15 @@ class CrmApplication(EventStoreApplication):
         record_id: UUID,
         meta: CommandMeta,
         for_field: str | None = None,
+        *,
+        loaded: LoadedRecords | None = None,
     ) -> TAggregate:
-        """Load a record of the caller's organization, checking If-Match on the target."""
-        record = self.find(aggregate_type, record_id)
+        """Load a record of the caller's organization (from ``loaded`` when given), checking
+        If-Match on the target."""
+        if loaded is None:
+            record = self.find(aggregate_type, record_id)
+        else:
+            record = loaded.get(aggregate_type, record_id)
         if record is None or record.organization_id != meta.organization_id:
             raise RecordNotFound(RECORD_TYPES[aggregate_type], record_id, field=for_field)
         expected = meta.expected_version
@@ -557,6 +596,16 @@ class CrmApplication(EventStoreApplication):
             return None
         return record if isinstance(record, aggregate_type) else None
 
+    def load_together(self, record_ids: Iterable[UUID]) -> LoadedRecords:
+        """The records with these ids, read in one query."""
+        asked = frozenset(record_ids)
+        to_domain_event = self.mapper.to_domain_event
+        found = {
+            record_id: mutate_in_turn(None, map(to_domain_event, events))
+            for record_id, events in self.select_events_of(asked).items()
+        }
+        return LoadedRecords(asked, found)
+
     def _claim_email(self, contact: Contact, email: str, meta: CommandMeta) -> EmailClaim:
         claim_id = EmailClaim.id_for(meta.organization_id, email)
         claim: EmailClaim | None = self.find(EmailClaim, claim_id)
@@ -565,9 +614,16 @@ class CrmApplication(EventStoreApplication):
         claim.claim_for(contact.id, meta.context())
         return claim
 
-    def _check_contacts(self, contact_ids: list[UUID], meta: CommandMeta, field: str) -> None:
+    def _check_contacts(
+        self,
+        contact_ids: list[UUID],
+        meta: CommandMeta,
+        field: str,
+        *,
+        loaded: LoadedRecords | None = None,
+    ) -> None:
         for contact_id in contact_ids:
-            self.load_record(Contact, contact_id, meta, for_field=field)
+            self.load_record(Contact, contact_id, meta, for_field=field, loaded=loaded)
 
 
 def mutate_in_turn(aggregate: Any, events: Iterable[Any]) -> Any:

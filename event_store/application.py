@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from eventsourcing.persistence import (
     JSONTranscoder,
     Notification,
     Recording,
+    StoredEvent,
 )
 
 from event_store.group_commit import GroupCommit, notifications_for
@@ -95,6 +97,44 @@ class EventStoreApplication(Application[UUID]):
                 )
                 for row in cursor.fetchall()
             ]
+
+    def select_events_of(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Every stored event of several records in one query (one round trip where the
+        library's ``select_events`` takes one per record), each record's in version order.
+        Records with no events are left out."""
+        recorder: Any = self.recorder
+        select = (
+            "SELECT originator_id, originator_version, topic, state "
+            f"FROM {recorder.events_table_name} WHERE originator_id "
+        )
+        order = " ORDER BY originator_id, originator_version"
+        # One parameter per id: psycopg dumps an array parameter in ≈ 60 µs, a third of the query.
+        if self.location.is_postgres:
+            marks = ", ".join("%s" for _ in originator_ids)
+            # Like the library's select_events: outside a transaction (BEGIN and ROLLBACK
+            # would be two more round trips).
+            with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
+                cursor.execute(select + f"IN ({marks})" + order, list(originator_ids), prepare=True)
+                rows = cursor.fetchall()
+        else:
+            marks = ", ".join("?" for _ in originator_ids)
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(select + f"IN ({marks})" + order, [i.hex for i in originator_ids])
+                rows = cursor.fetchall()
+        events: dict[UUID, list[StoredEvent]] = {}
+        for row in rows:
+            originator_id = row["originator_id"]
+            if not isinstance(originator_id, UUID):
+                originator_id = UUID(originator_id)
+            events.setdefault(originator_id, []).append(
+                StoredEvent(
+                    originator_id=originator_id,
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+            )
+        return events
 
     def position_of(self, originator_id: UUID, version: int) -> int | None:
         """The log position of one stored event, or None if it was never stored."""
