@@ -4,11 +4,14 @@ endpoint may answer — what the service really sends, not FastAPI's defaults.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import deepcopy
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
 
+from commands.api import COMMAND_HEADERS, takes_command_headers
 from crm.policy import POLICY
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -42,6 +45,9 @@ GUARDED = {
 }
 
 
+BAD_HEADER = {"description": "If-Match, Idempotency-Key or X-Correlation-ID is malformed"}
+
+
 def problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -49,6 +55,7 @@ def problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         schema = get_openapi(
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
+        add_command_headers(schema, app)
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
         security = schema["components"].setdefault("securitySchemes", {})
         security.setdefault("HTTPBearer", {"type": "http", "scheme": "bearer"})
@@ -70,3 +77,15 @@ def problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         return schema
 
     return openapi
+
+
+def add_command_headers(schema: dict[str, Any], app: FastAPI) -> None:
+    """Every command operation documents the headers its endpoint reads itself, and the 400
+    it answers when one is malformed."""
+    for route in iter_route_contexts(app.routes):
+        endpoint = route.original_route
+        if isinstance(endpoint, APIRoute) and takes_command_headers(endpoint.dependant):
+            for method in route.methods or ():
+                operation = schema["paths"][route.path_format][method.lower()]
+                operation.setdefault("parameters", []).extend(deepcopy(COMMAND_HEADERS))
+                operation.setdefault("responses", {}).setdefault("400", dict(BAD_HEADER))

@@ -71,6 +71,29 @@ def test_a_correlation_id_sent_with_a_command_is_kept_in_the_history(api: TestCl
     assert entry["command_id"] != correlation
 
 
+def test_a_correlation_id_that_is_not_a_uuid_is_refused_and_nothing_is_recorded(
+    api: TestClient,
+) -> None:
+    refused = api.post("/clients", json={"name": "Acme"}, headers={"X-Correlation-ID": "abc"})
+
+    assert refused.status_code == 400
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["errors"][0]["field"] == "header.X-Correlation-ID"
+    assert api.get("/clients").json()["items"] == []
+
+
+def test_every_command_operation_documents_the_headers_it_reads(api: TestClient) -> None:
+    paths = api.get("/openapi.json").json()["paths"]
+
+    stage_change = paths["/deals/{deal_id}/stage"]["post"]
+    deal_list = paths["/deals"]["get"]
+
+    headers = {p["name"] for p in stage_change["parameters"] if p["in"] == "header"}
+    assert headers == {"if-match", "idempotency-key", "x-correlation-id"}
+    assert "400" in stage_change["responses"]
+    assert not any(p["in"] == "header" for p in deal_list.get("parameters", []))
+
+
 def test_a_client_patch_is_recorded_with_the_fields_it_changed(api: TestClient) -> None:
     created = register_client(api, notes="old")
 
