@@ -90,6 +90,8 @@ class ProjectionWorker:
         self._bulk_loading = False
         self._deriving_at_end = False
         self.wakeup = threading.Event()
+        self._hurry = threading.Event()
+        """Set by a reader waiting for a position: ends the gathering wait at once."""
         self._progress = threading.Condition()
         self._stores: dict[int, ReadModelStore] = {}
         self.last_position = 0
@@ -336,13 +338,21 @@ class ProjectionWorker:
             elif result.notifications < self.batch_size and self.gather_seconds:
                 # Busy but not behind: let a few more saves arrive first, so that a steady
                 # stream of commands makes fewer, larger batches (each is a transaction and
-                # a few statements per read model). The first event after a quiet spell
-                # still goes at once.
-                stop.wait(self.gather_seconds)
+                # some 20 statements, ≈ 3 ms of CPU before its first event). The first event
+                # after a quiet spell still goes at once, and so does the batch a reader
+                # waits for (wait_for).
+                self._hurry.wait(self.gather_seconds)
+                self._hurry.clear()
+
+    def hurry(self) -> None:
+        """End the wait for more events after a partial batch now (if it is waiting)."""
+        self._hurry.set()
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until the read models include ``position`` or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
+        if self.last_position < position:
+            self.hurry()
         with self._progress:
             while self.last_position < position:
                 remaining = deadline - time.monotonic()
