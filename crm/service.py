@@ -117,6 +117,7 @@ class Service:
         self._stop.set()
         if self.worker is not None:
             self.worker.wakeup.set()
+            self.worker.hurry()
         for thread in self._threads:
             thread.join(timeout=10)
         self.commands.close()
