@@ -69,8 +69,8 @@ def parse_correlation_id(value: str | None) -> UUID | None:
 
 
 # Read by command_request from the request's headers, not declared as FastAPI Header()
-# parameters: those cost ≈ 4 % of a command's CPU on the server. command_operations() puts
-# them in the OpenAPI document instead.
+# parameters: those cost ≈ 4 % of a command's CPU on the server. crm.openapi adds them to the
+# OpenAPI document instead (add_command_headers).
 COMMAND_HEADERS: list[dict[str, Any]] = [
     {
         "name": "if-match",

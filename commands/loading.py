@@ -2,7 +2,7 @@
 
 On PostgreSQL a round trip costs more than the decision it feeds. A deal command that read its
 deal and then its pipeline in two queries ran at ≈ 420 commands/s over HTTP on 2 cores; read
-in one, ≈ 480 (see the README's figures).
+in one, ≈ 480 (lab figures in bench/README.md).
 """
 
 from __future__ import annotations

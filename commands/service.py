@@ -480,10 +480,7 @@ class CrmApplication(EventStoreApplication):
         ``loaded`` when that query asked for it.
         """
         record_id = Pipeline.id_for(meta.organization_id, pipeline_id)
-        if loaded is not None and loaded.holds(record_id):
-            pipeline = loaded.get(Pipeline, record_id)
-        else:
-            pipeline = self.find(Pipeline, record_id)
+        pipeline = self._find_in(loaded, Pipeline, record_id)
         if pipeline is None and pipeline_id == DEFAULT_PIPELINE_ID:
             pipeline = Pipeline.default(self._organization_start(meta))
             return pipeline, [pipeline]
@@ -575,12 +572,9 @@ class CrmApplication(EventStoreApplication):
         *,
         loaded: LoadedRecords | None = None,
     ) -> TAggregate:
-        """Load a record of the caller's organization (from ``loaded`` when given), checking
-        If-Match on the target."""
-        if loaded is None:
-            record = self.find(aggregate_type, record_id)
-        else:
-            record = loaded.get(aggregate_type, record_id)
+        """Load a record of the caller's organization (from ``loaded`` when that query asked
+        for it), checking If-Match on the target."""
+        record = self._find_in(loaded, aggregate_type, record_id)
         if record is None or record.organization_id != meta.organization_id:
             raise RecordNotFound(RECORD_TYPES[aggregate_type], record_id, field=for_field)
         expected = meta.expected_version
@@ -595,6 +589,14 @@ class CrmApplication(EventStoreApplication):
         except AggregateNotFoundError:
             return None
         return record if isinstance(record, aggregate_type) else None
+
+    def _find_in(
+        self, loaded: LoadedRecords | None, aggregate_type: type[TAny], record_id: UUID
+    ) -> TAny | None:
+        """:meth:`find`, answered by ``loaded`` when that query asked for the record."""
+        if loaded is not None and loaded.holds(record_id):
+            return loaded.get(aggregate_type, record_id)
+        return self.find(aggregate_type, record_id)
 
     def load_together(self, record_ids: Iterable[UUID]) -> LoadedRecords:
         """The records with these ids, read in one query."""
