@@ -56,6 +56,7 @@ class AuditProjection:
     def row(event: Any) -> list[Any]:
         context = event.context
         record_type, event_type = names_of(type(event))
+        command_id = str(context.command_id)
         return [
             str(event.originator_id),
             event.originator_version,
@@ -65,8 +66,11 @@ class AuditProjection:
             context.actor_id,
             micros(context.occurred_at),
             micros(event.timestamp),
-            str(context.command_id),
-            str(context.correlation_id),
+            command_id,
+            # A command is usually its own correlation: its id turned into text once.
+            command_id
+            if context.correlation_id == context.command_id
+            else str(context.correlation_id),
         ]
 
 

@@ -10,7 +10,7 @@ from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.client import Client
 from projections.row_projection import ChangesProjection, RowDict
-from projections.units import micros
+from projections.units import micros, organization_text
 
 
 class ClientsProjection(ChangesProjection):
@@ -58,7 +58,7 @@ class ClientsProjection(ChangesProjection):
     def _(self, event: Client.ClientRegistered, row: RowDict) -> RowDict:
         return {
             "id": str(event.originator_id),
-            "organization_id": str(event.context.organization_id),
+            "organization_id": organization_text(event.context.organization_id),
             "name": event.name,
             "category": event.category,
             "status": event.status,

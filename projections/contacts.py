@@ -10,7 +10,7 @@ from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.contact import Contact
 from projections.row_projection import ChangesProjection, RowDict
-from projections.units import micros
+from projections.units import micros, organization_text
 
 CONTACT_COLUMNS_CHANGED = frozenset({"first_name", "last_name", "email"})
 
@@ -62,7 +62,7 @@ class ContactsProjection(ChangesProjection):
     def _(self, event: Contact.ContactCreated, row: RowDict) -> RowDict:
         return {
             "id": str(event.originator_id),
-            "organization_id": str(event.context.organization_id),
+            "organization_id": organization_text(event.context.organization_id),
             "first_name": event.first_name,
             "last_name": event.last_name,
             "email": event.email,

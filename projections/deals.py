@@ -22,7 +22,7 @@ from projections.row_projection import (
 from projections.spans import SPAN_CLASS, span_class_sql
 from projections.stage_conversion import StageConversions, VisitFacts
 from projections.stage_durations import StageDurations
-from projections.units import micros, money_e4
+from projections.units import micros, money_e4, organization_text
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
 STAGE_VISITS_TABLE = "rm_stage_visits"
@@ -230,7 +230,7 @@ class DealsProjection(ChangesProjection):
         at = micros(event.context.occurred_at)
         return {
             "id": str(event.originator_id),
-            "organization_id": str(event.context.organization_id),
+            "organization_id": organization_text(event.context.organization_id),
             "name": event.name,
             "client_id": str(event.client_id),
             "value_e4": money_e4(event.value),

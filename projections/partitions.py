@@ -52,15 +52,20 @@ class Partition:
 
     def condition_sql(self) -> str:
         """:meth:`holds` in PostgreSQL, on the events table's columns: the record's UUID as
-        a 128-bit number modulo ``count``, folded a byte at a time."""
+        a 128-bit number modulo ``count``, as the sum of its bytes each times its place value
+        modulo ``count`` — only the last byte's for a count that divides 256, e.g. two."""
         records = " OR ".join(f"starts_with(topic, {sql_text(topic)})" for topic in RECORD_TOPICS)
-        number = "0"
-        for byte in range(16):
-            number = (
-                f"mod({number} * 256 + get_byte(uuid_send(originator_id), {byte}), {self.count})"
-            )
-        mine = f"({records}) AND {number} = {self.number}"
+        terms = [
+            f"get_byte(uuid_send(originator_id), {byte})" + ("" if weight == 1 else f" * {weight}")
+            for byte, weight in enumerate(self.place_values())
+            if weight
+        ]
+        mine = f"({records}) AND mod({' + '.join(terms)}, {self.count}) = {self.number}"
         return f"({mine}) OR NOT ({records})" if self.number == 0 else mine
+
+    def place_values(self) -> list[int]:
+        """Each of a UUID's 16 bytes' place value modulo ``count``, most significant first."""
+        return [pow(256, 15 - byte, self.count) for byte in range(16)]
 
     def tracking_name(self, name: str) -> str:
         return f"{name}@{self.number}/{self.count}"
