@@ -65,6 +65,26 @@ PIPELINE_VALUE_KEY = (
     "currency",
     "expected_close_date",
 )
+OpenSummary = tuple[str, tuple[str, ...], str]
+"""An open-pipeline summary: its table, its key columns, and SQL for the key of a deal row."""
+_OWNER_KEY = "COALESCE(owner_id, '')"
+OPEN_SUMMARIES: tuple[OpenSummary, ...] = (
+    (
+        PIPELINE_VALUE_TABLE,
+        PIPELINE_VALUE_KEY,
+        f"organization_id, pipeline_id, {_OWNER_KEY}, stage, currency, expected_close_date",
+    ),
+    (
+        PIPELINE_TOTALS_TABLE,
+        PIPELINE_VALUE_KEY[:-1],
+        f"organization_id, pipeline_id, {_OWNER_KEY}, stage, currency",
+    ),
+    (
+        FORECAST_TABLE,
+        FORECAST_KEY,
+        f"organization_id, pipeline_id, {_OWNER_KEY}, currency, substr(expected_close_date, 1, 7)",
+    ),
+)
 
 
 class DealsProjection(ChangesProjection):
@@ -211,12 +231,16 @@ class DealsProjection(ChangesProjection):
     def clear_derived(self, cursor: SqlCursor) -> None:
         self.conversions.clear(cursor)
         self.durations.clear(cursor)
+        for table, _, _ in OPEN_SUMMARIES:
+            cursor.execute(f"DELETE FROM {table}")
 
     def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
         """The end of a bulk load: what the batches left, a share of it (stage conversion
-        counts of a share of the deals; finished visits by duration, a table per share)."""
+        counts of a share of the deals; finished visits by duration, a table per share;
+        a share of the open-pipeline summaries, each summary whole)."""
         self.conversions.derive(cursor, share, shares)
         self.durations.derive(cursor, share, shares)
+        summarize_open_deals(cursor, OPEN_SUMMARIES[share::shares])
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)
@@ -459,7 +483,11 @@ class DealsProjection(ChangesProjection):
     def after_batch(
         self, cursor: SqlCursor, before: dict[str, RowDict | None], after: dict[str, RowDict]
     ) -> None:
-        """Move each changed deal's contribution in the open-pipeline summary."""
+        """Move each changed deal's contribution in the open-pipeline summaries — in a
+        bulk load, left to its end (:func:`summarize_open_deals`): the batches of a load
+        would move most deals' contributions several times over."""
+        if cursor.derived_at_end:
+            return
         deltas: Counter[tuple[Any, ...]] = Counter()
         values: Counter[tuple[Any, ...]] = Counter()
         weighted: Counter[tuple[Any, ...]] = Counter()
@@ -521,6 +549,17 @@ def pipelines_of(
         params,
     )
     return [(row["organization_id"], row["pipeline_id"]) for row in cursor.fetchall()]
+
+
+def summarize_open_deals(cursor: SqlCursor, summaries: Sequence[OpenSummary]) -> None:
+    """Open-pipeline summaries from the open deals' rows, into cleared tables: what
+    :meth:`DealsProjection.after_batch` keeps batch by batch."""
+    for table, key_columns, key_sql in summaries:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(key_columns)}, deals, value_e4, weighted_e6) "
+            f"SELECT {key_sql}, COUNT(*), SUM(value_e4), SUM(value_e4 * probability) "
+            f"FROM {DealsProjection.table} WHERE {OPEN_DEALS} GROUP BY {key_sql}"
+        )
 
 
 def add_to_summary(

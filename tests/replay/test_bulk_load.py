@@ -41,7 +41,8 @@ COMPARED_TABLES = (
         "pipeline_id, by_owner, owner_key, stage, entered_month_us, left_month_us, bucket",
     ),
     ("rm_stage_durations_all_time", "pipeline_id, by_owner, owner_key, stage, bucket"),
-    ("rm_pipeline_value", "pipeline_id, stage, currency, expected_close_date"),
+    ("rm_pipeline_value", "pipeline_id, owner_key, stage, currency, expected_close_date"),
+    ("rm_pipeline_totals", "pipeline_id, owner_key, stage, currency"),
     ("rm_forecast_open", "pipeline_id, owner_key, currency, close_month"),
     ("rm_audit", "record_id, version"),
     ("rm_clients", "id"),
@@ -56,8 +57,8 @@ def record_a_book(app: CrmApplication) -> int:
     for n in range(DEALS):
         deal = Deal.open(
             name=f"Deal {n}", client_id=client.id, value=Decimal(1000 + n), currency="EUR",
-            expected_close_date=day(30 + n).date(), owner_id=f"owner-{n % 3}",
-            context=at(day(1)),
+            expected_close_date=day(30 + n).date(),
+            owner_id=None if n % 7 == 6 else f"owner-{n % 3}", context=at(day(1)),
         )  # fmt: skip
         for step, stage in enumerate(("qualified", "proposal", "qualified")[: n % 4]):
             deal.change_stage(stage, None, at(day(2 + step)))
@@ -65,6 +66,8 @@ def record_a_book(app: CrmApplication) -> int:
             deal.win(at(day(10)))
         elif n % 5 == 1:
             deal.lose("price", None, at(day(11)))
+        elif n % 9 == 2:
+            deal.archive(at(day(12)))
         deals.append(deal)
     app.save(client, *deals)
     return app.head_position()
