@@ -106,7 +106,11 @@ class RowProjection(ABC):
             if rows[key] is not None:
                 versions.append(dict(rows[key]))  # type: ignore[arg-type]
         changed = {key: row for key, row in rows.items() if row is not None and row != before[key]}
-        self.write(cursor, changed.values())
+        if cursor.appends_only:  # a bulk load: a row not there before is there now
+            self.append(cursor, [row for key, row in changed.items() if before[key] is None])
+            self.write(cursor, [row for key, row in changed.items() if before[key] is not None])
+        else:
+            self.write(cursor, changed.values())
         if self.keeps_history:
             self.write_history(cursor, before, versions)
         self.after_batch(cursor, before, changed)
@@ -169,6 +173,16 @@ class RowProjection(ABC):
             self.columns,
             [self.encode(row) for row in rows],
             f"ON CONFLICT (id) DO UPDATE SET {updates}",
+        )
+
+    def append(self, cursor: SqlCursor, rows: Iterable[RowDict]) -> None:
+        """New rows, none of them stored yet: in a bulk load, COPYed straight into the table
+        (:attr:`SqlCursor.appends_only`)."""
+        cursor.insert_rows(
+            self.table,
+            self.columns,
+            [self.encode(row) for row in rows],
+            "ON CONFLICT (id) DO NOTHING",
         )
 
     def decode(self, row: Any) -> RowDict:
