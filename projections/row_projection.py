@@ -106,7 +106,7 @@ class RowProjection(ABC):
             if rows[key] is not None:
                 versions.append(dict(rows[key]))  # type: ignore[arg-type]
         changed = {key: row for key, row in rows.items() if row is not None and row != before[key]}
-        if cursor.appends_only:  # a bulk load: a row not there before is there now
+        if cursor.appends_only:  # a bulk load: a row it did not find stored is a new one
             self.append(cursor, [row for key, row in changed.items() if before[key] is None])
             self.write(cursor, [row for key, row in changed.items() if before[key] is not None])
         else:
