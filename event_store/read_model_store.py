@@ -8,11 +8,9 @@ it reflects commit in one transaction.
 
 from __future__ import annotations
 
-import queue
 import re
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +30,6 @@ TRACKING_TABLE = "read_model_tracking"
 READ_MODEL_RANDOM_PAGE_COST = 1.1  # PostgreSQL's advice for data in memory or on SSDs
 SCHEMA_LOCK_KEY = 7_261_015_001  # pg_advisory_xact_lock key of read-model schema changes
 Row = Mapping[str, Any]
-VACUUM_CONNECTIONS = 2  # tables vacuumed side by side after a bulk load
 FEW_ROWS = 16  # insert_rows on PostgreSQL: up to this many rows as INSERTs, more through COPY
 
 
@@ -268,33 +265,19 @@ class ReadModelStore:
             function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
             cursor.execute(f"SELECT {function}(?)", [SCHEMA_LOCK_KEY])
 
-    def vacuum_analyze(self, tables: Sequence[str]) -> None:
-        """After a bulk load on PostgreSQL: mark the tables' pages all-visible (index-only
-        scans then skip the table) and gather the planner's statistics at once, rather than
-        whenever autovacuum comes by. (VACUUM runs outside any transaction.)"""
+    def vacuum_analyze(self, table: str) -> None:
+        """After a bulk load on PostgreSQL: mark the table's pages all-visible (index-only
+        scans then skip it) and gather the planner's statistics at once, rather than whenever
+        autovacuum comes by. (VACUUM runs outside any transaction: on a connection of its
+        own.)"""
         if self.dialect != "postgres":
             return
-        schema = generation_schema(self.generation)
-
-        waiting: queue.SimpleQueue[str] = queue.SimpleQueue()
-        for table in tables:
-            waiting.put(table)
-
-        def vacuum_waiting() -> None:
-            with admin_connection(self.location) as connection:
-                while True:
-                    try:
-                        table = waiting.get_nowait()
-                    except queue.Empty:
-                        return
-                    connection.execute(
-                        sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(schema, table))
-                    )
-
-        # one VACUUM keeps one core busy: two connections take the tables in turn
-        with ThreadPoolExecutor(VACUUM_CONNECTIONS, thread_name_prefix="vacuum") as vacuums:
-            for vacuumed in [vacuums.submit(vacuum_waiting) for _ in range(VACUUM_CONNECTIONS)]:
-                vacuumed.result()
+        with admin_connection(self.location) as connection:
+            connection.execute(
+                sql.SQL("VACUUM (ANALYZE) {}").format(
+                    sql.Identifier(generation_schema(self.generation), table)
+                )
+            )
 
     def forget_position(self, cursor: SqlCursor, name: str) -> None:
         """Delete a tracking record (for a rebuild from the start of the log)."""

@@ -20,7 +20,9 @@ from projections.row_projection import (
     RowDict,
 )
 from projections.spans import SPAN_CLASS, span_class_sql
+from projections.stage_conversion import DERIVED_TABLES as CONVERSION_TABLES
 from projections.stage_conversion import StageConversions, VisitFacts
+from projections.stage_durations import DERIVED_TABLES as DURATION_TABLES
 from projections.stage_durations import StageDurations
 from projections.units import micros, money_e4, organization_text
 
@@ -228,10 +230,15 @@ class DealsProjection(ChangesProjection):
             for organization_id, pipeline_id in pipelines_of(cursor, reordered):
                 self.conversions.recompute(cursor, organization_id, pipeline_id)
 
+    derived_tables = (
+        *CONVERSION_TABLES,
+        *DURATION_TABLES,
+        *(table for table, _, _ in OPEN_SUMMARIES),
+    )
+    """What :meth:`derive` fills; it only reads the other tables."""
+
     def clear_derived(self, cursor: SqlCursor) -> None:
-        self.conversions.clear(cursor)
-        self.durations.clear(cursor)
-        for table, _, _ in OPEN_SUMMARIES:
+        for table in self.derived_tables:
             cursor.execute(f"DELETE FROM {table}")
 
     def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:

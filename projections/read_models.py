@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Protocol
 from uuid import UUID
 
@@ -88,17 +89,49 @@ class ReadModels:
         """Build the secondary indexes a bulk load dropped, on PostgreSQL ``connections`` at
         a time (each build keeps one core busy), then anything else :meth:`create_tables`
         would."""
-        if self.store.dialect == "postgres":
-            statements = self._secondary_index_statements().values()
-
-            def build(statement: str) -> None:
-                with self.store.transaction(commit=True) as cursor:
-                    self.store.lock_schema(cursor, shared=True)
-                    cursor.execute(statement)
-
-            with ThreadPoolExecutor(connections, thread_name_prefix="index-build") as builders:
-                list(builders.map(build, statements))
+        with ThreadPoolExecutor(connections, thread_name_prefix="index-build") as builders:
+            for built in [builders.submit(task) for task in self._index_builds(self.tables())]:
+                built.result()
         self.create_tables()
+
+    def finish_bulk_load(
+        self, derive: Callable[[], None], connections: int = INDEX_BUILDERS
+    ) -> None:
+        """The end of a bulk load: ``derive`` what the batches left, which keeps about one
+        core busy. Meanwhile, on PostgreSQL, ``connections`` build the secondary indexes of
+        the tables it only reads and VACUUM (ANALYZE) them; then those of the tables it
+        fills. Then anything else :meth:`create_tables` would."""
+        filled = self.deals.derived_tables
+        read = [table for table in self.tables() if table not in filled]
+        with ThreadPoolExecutor(connections, thread_name_prefix="bulk-load-end") as pool:
+            beside = [pool.submit(task) for task in self._index_then_vacuum(read)]
+            derive()
+            after = [pool.submit(task) for task in self._index_then_vacuum(filled)]
+            for finished in [*beside, *after]:
+                finished.result()
+        self.create_tables()
+
+    def _index_builds(self, tables: Sequence[str]) -> list[Callable[[], None]]:
+        """Builds of the secondary indexes of ``tables`` (none on SQLite: its tables are
+        small enough to keep them up row by row, and :meth:`create_tables` makes them)."""
+        if self.store.dialect != "postgres":
+            return []
+        return [
+            partial(self._build_index, statement)
+            for statement in self._secondary_index_statements().values()
+            if indexed_table(statement) in tables
+        ]
+
+    def _index_then_vacuum(self, tables: Sequence[str]) -> list[Callable[[], None]]:
+        vacuums = [partial(self.store.vacuum_analyze, table) for table in tables]
+        return self._index_builds(tables) + (vacuums if self.store.dialect == "postgres" else [])
+
+    def _build_index(self, statement: str) -> None:
+        """One build, on a core of its own: no parallel workers beside the other work."""
+        with self.store.transaction(commit=True) as cursor:
+            self.store.lock_schema(cursor, shared=True)
+            cursor.execute("SET LOCAL max_parallel_maintenance_workers = 0")
+            cursor.execute(statement)
 
     def drop_secondary_indexes(self) -> None:
         """Drop them; :meth:`create_tables` builds them again."""
@@ -137,3 +170,8 @@ class ReadModels:
     @staticmethod
     def is_projected(topic: str) -> bool:
         return topic.startswith(PROJECTED_TOPIC_PREFIXES)
+
+
+def indexed_table(statement: str) -> str:
+    """The table a ``CREATE INDEX … ON table (…)`` statement indexes."""
+    return statement.split(" ON ", 1)[1].split()[0]

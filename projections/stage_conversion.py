@@ -39,6 +39,7 @@ from projections.units import MICROS_PER_DAY
 ENTRIES_TABLE = "rm_stage_entries"
 CONVERSIONS_TABLE = "rm_stage_conversions"
 TRANSITIONS_TABLE = "rm_stage_transitions"
+DERIVED_TABLES = (ENTRIES_TABLE, CONVERSIONS_TABLE, TRANSITIONS_TABLE)  # by :meth:`derive`
 ENTRY_COLUMNS = (
     "id", "visit_no", "organization_id", "pipeline_id", "stage", "owner_key",
     "entered_at_us", "converted_at_us", "first_of_stage", "first_of_owner",
@@ -321,12 +322,6 @@ class StageConversions:
         cursor.execute(f"DELETE FROM {CONVERSIONS_TABLE} WHERE {scope}", params)
         ranks = ranks_by_pipeline(cursor, {organization_id})
         self._count_all(cursor, f"WHERE {scope}", params, ranks, transitions=False)
-
-    @staticmethod
-    def clear(cursor: SqlCursor) -> None:
-        """Empty the entries and counts (before :meth:`derive` fills them again)."""
-        for table in (ENTRIES_TABLE, CONVERSIONS_TABLE, TRANSITIONS_TABLE):
-            cursor.execute(f"DELETE FROM {table}")
 
     def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
         """The entries and counts of a ``share`` of the deals (by id: see :func:`id_range`)

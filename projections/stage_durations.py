@@ -41,6 +41,7 @@ from projections.units import MICROS_PER_DAY
 
 DURATIONS_TABLE = "rm_stage_durations"
 ALL_TIME_TABLE = "rm_stage_durations_all_time"
+DERIVED_TABLES = (DURATIONS_TABLE, ALL_TIME_TABLE)  # by :meth:`StageDurations.derive`
 """The same counts without the months: a read of every visit there is (the dashboard's
 time in stage now) sums a few hundred rows, not thousands."""
 DURATION_KEY = (
@@ -152,11 +153,6 @@ class StageDurations:
     def visits_finished(cursor: SqlCursor, finished: Sequence[tuple[VisitFacts, int]]) -> None:
         """Count visits a batch finished (each with the instant it was left)."""
         add_durations(cursor, *counted(finished))
-
-    @staticmethod
-    def clear(cursor: SqlCursor) -> None:
-        cursor.execute(f"DELETE FROM {DURATIONS_TABLE}")
-        cursor.execute(f"DELETE FROM {ALL_TIME_TABLE}")
 
     def read(
         self, cursor: SqlCursor, scope: DurationScope, stages: Sequence[str]

@@ -181,24 +181,24 @@ class ProjectionWorker:
             self._mark_bulk_load_unfinished()
         self._bulk_loading = bulk_load
         self._deriving_at_end = bulk_load or self.bulk_load_unfinished
-        loaded = False
+        finished = False
         try:
             with collecting_rarely() if self._deriving_at_end else nullcontext():
                 if bulk_load and self.partitions > 1 and self._all_on_postgres:
                     seen = self._catch_up_in_partitions(head, on_batch)
                 else:
                     seen = self._catch_up(start, head, on_batch)
-                if self._deriving_at_end:
-                    self._finish_bulk_load()
-            loaded = True
+                if bulk_load:
+                    self.read_models.finish_bulk_load(derive=self._derive_at_end)
+                    finished = True
+                elif self._deriving_at_end:
+                    self._derive_at_end()
             return seen
         finally:
             self._bulk_loading = False
             self._deriving_at_end = False
-            if bulk_load:
+            if bulk_load and not finished:  # reads of what was loaded need the indexes
                 self.read_models.build_secondary_indexes()
-                if loaded:
-                    self.store.vacuum_analyze(self.read_models.tables())
 
     @property
     def _all_on_postgres(self) -> bool:
@@ -220,7 +220,7 @@ class ProjectionWorker:
             self.store.forget_position(cursor, self._unfinished_name)
             self.store.insert_tracking(cursor, Tracking(self._unfinished_name, 1))
 
-    def _finish_bulk_load(self) -> None:
+    def _derive_at_end(self) -> None:
         """Derive what the batches left, then forget the mark; on PostgreSQL in a process
         per partition of the records (a share each, adding to the same counts). Until the
         mark is forgotten, a catch-up clears it all and derives it again."""
