@@ -100,14 +100,10 @@ class SqlCursor:
             return
         raw: Any = self._raw
         if self.appends_only and tail.endswith("DO NOTHING"):
-            with raw.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            _copy_rows(raw, table, table, columns, rows)
             return
         staging = _staging_table(raw.connection, table)
-        with raw.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        _copy_rows(raw, staging, table, columns, rows)
         self._raw.execute(
             _for_psycopg(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} {tail}")
         )
@@ -155,6 +151,35 @@ class SqlCursor:
 
 
 _staged: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+_column_types: weakref.WeakKeyDictionary[Any, dict[str, dict[str, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _copy_rows(
+    raw: Any, target: str, shaped_like: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """COPY ``rows`` into ``target`` (a table shaped like ``shaped_like``) in PostgreSQL's
+    binary format: neither side turns numbers into text and back, nor escapes strings."""
+    types = _types_of(raw.connection, shaped_like)
+    with raw.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types([types[column] for column in columns])
+        for row in rows:
+            copy.write_row(row)
+
+
+def _types_of(connection: Any, table: str) -> dict[str, int]:
+    """The type (oid) of each of ``table``'s columns, asked once a connection."""
+    known = _column_types.setdefault(connection, {})
+    if table not in known:
+        with connection.cursor(row_factory=tuple_row) as cursor:
+            cursor.execute(
+                "SELECT attname, atttypid FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                [table],
+            )
+            known[table] = dict(cursor.fetchall())
+    return known[table]
 
 
 def _staging_table(connection: Any, table: str) -> str:
