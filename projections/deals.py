@@ -244,10 +244,12 @@ class DealsProjection(ChangesProjection):
     def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
         """The end of a bulk load: what the batches left, a share of it (stage conversion
         counts of a share of the deals; finished visits by duration, a table per share;
-        a share of the open-pipeline summaries, each summary whole)."""
-        self.conversions.derive(cursor, share, shares)
+        a share of the open-pipeline summaries, each summary whole). The conversion counts
+        come last: shares add to the same rows, and a share waits for the transaction of
+        another that added to them first to end."""
         self.durations.derive(cursor, share, shares)
         summarize_open_deals(cursor, OPEN_SUMMARIES[share::shares])
+        self.conversions.derive(cursor, share, shares)
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)
