@@ -13,12 +13,13 @@ from eventsourcing.persistence import (
     Notification,
     Recording,
     StoredEvent,
+    Transcoder,
 )
 
 from event_store.group_commit import GroupCommit, notifications_for
 from event_store.location import StoreLocation
 from event_store.read_model_store import admin_connection
-from event_store.transcodings import register_crm_transcodings
+from event_store.transcodings import CrmTranscoder, register_crm_transcodings
 
 EVENT_STORE_LOCK_KEY = 7_261_015_002  # pg_advisory_lock key of the event store's set-up
 
@@ -46,6 +47,11 @@ class EventStoreApplication(Application[UUID]):
                 return super().construct_recorder()
             finally:
                 connection.execute("SELECT pg_advisory_unlock(%s)", [EVENT_STORE_LOCK_KEY])
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = CrmTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

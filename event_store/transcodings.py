@@ -7,9 +7,42 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from aggregates.context import EventContext
+
+CONTAINERS = (dict, list)  # what JSON nests; the types encoded by a transcoding are dicts
+
+
+class CrmTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, reading stored events with ``msgspec``'s parser.
+
+    Python's ``json`` spends most of the time it takes to turn a stored event back into a
+    domain event. ``msgspec`` reads the same JSON into the same values, integers of any size
+    included, several times faster; what it refuses (``NaN`` and infinities, which Python's
+    encoder writes) goes to Python's ``json``. The library's hook then revives the encoded
+    types (``{"_type_": …, "_data_": …}``), inner objects before outer ones, as ``json``'s
+    ``object_hook`` does."""
+
+    _parser = msgspec.json.Decoder()
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            parsed = self._parser.decode(data)
+        except msgspec.MsgspecError:
+            return super().decode(data)
+        return self._revive(parsed)
+
+    def _revive(self, value: Any) -> Any:
+        if type(value) is dict:
+            for key, item in value.items():
+                if type(item) in CONTAINERS:
+                    value[key] = self._revive(item)
+            return self._decode_obj(value) if len(value) == 2 else value  # the hook's test
+        if type(value) is list:
+            return [self._revive(item) if type(item) in CONTAINERS else item for item in value]
+        return value
 
 
 class DateAsISO(Transcoding):
