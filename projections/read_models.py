@@ -112,8 +112,8 @@ class ReadModels:
         self.create_tables()
 
     def _index_builds(self, tables: Sequence[str]) -> list[Callable[[], None]]:
-        """Builds of the secondary indexes of ``tables`` (none on SQLite: its tables are
-        small enough to keep them up row by row, and :meth:`create_tables` makes them)."""
+        """Builds of the secondary indexes of ``tables``, one task each (none on SQLite,
+        where :meth:`create_tables` builds them one after the other: one writer at a time)."""
         if self.store.dialect != "postgres":
             return []
         return [
@@ -123,6 +123,7 @@ class ReadModels:
         ]
 
     def _index_then_vacuum(self, tables: Sequence[str]) -> list[Callable[[], None]]:
+        """:meth:`_index_builds`, then a ``VACUUM (ANALYZE)`` of each table (PostgreSQL)."""
         vacuums = [partial(self.store.vacuum_analyze, table) for table in tables]
         return self._index_builds(tables) + (vacuums if self.store.dialect == "postgres" else [])
 
