@@ -123,9 +123,10 @@ class ReadModels:
         ]
 
     def _index_then_vacuum(self, tables: Sequence[str]) -> list[Callable[[], None]]:
-        """:meth:`_index_builds`, then a ``VACUUM (ANALYZE)`` of each table (PostgreSQL)."""
+        """:meth:`_index_builds`, then a ``VACUUM (ANALYZE)`` of each table (on PostgreSQL:
+        :meth:`ReadModelStore.vacuum_analyze` does nothing on SQLite)."""
         vacuums = [partial(self.store.vacuum_analyze, table) for table in tables]
-        return self._index_builds(tables) + (vacuums if self.store.dialect == "postgres" else [])
+        return [*self._index_builds(tables), *vacuums]
 
     def _build_index(self, statement: str) -> None:
         """One build, on a core of its own: no parallel workers beside the other work."""
