@@ -54,6 +54,7 @@ from projections.stage_conversion import (
     CONVERSIONS_TABLE,
     ENTRIES_TABLE,
     TRANSITIONS_TABLE,
+    month_start_sql,
     month_start_us,
     next_month_start_us,
     stage_ranks,
@@ -432,28 +433,41 @@ class SalesAnalytics:
         date and the won deals' close time."""
         rates = self.rates.table(where.organization_id)
         self._checked(where)
-        won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
         open_rows, won_rows = self.reads.queries(
-            [
-                self._open_by_close_month(where),
-                (  # by close day: its month, and the rate it converts at
-                    f"SELECT currency, {CLOSE_DAY} AS rate_day, COUNT(*) AS deals, "
-                    f"SUM(value_e4) AS value_e4 FROM {won.table} WHERE {won.where} "
-                    f"GROUP BY currency, {CLOSE_DAY}",
-                    won.params,
-                ),
-            ]
+            [self._open_by_close_month(where), self._won_by_close_month(where, rates)]
         )
         by_month: dict[str, list[Any]] = defaultdict(list)
         for row in open_rows:
             by_month[row["month"]].append(row)
         won_by_month: dict[str, list[Any]] = defaultdict(list)
         for row in won_rows:
-            won_by_month[_month_of_day(int(row["rate_day"]))].append(row)
+            won_by_month[_month_of(int(row["month_start_us"]))].append(row)
         return [
             self._forecast_month(where, month, by_month[month], won_by_month[month], rates)
             for month in sorted(set(by_month) | set(won_by_month))
         ]
+
+    def _won_by_close_month(
+        self, where: AnalyticsFilter, rates: RateTable
+    ) -> tuple[str, list[Any]]:
+        """The deals won in the period by close month, currency and the day whose rate
+        converts them (:func:`rate_day_sql`): a few rows a month. Summed by close day first,
+        so the month and the rate day are worked out once a day, not once a deal."""
+        won = DealStates(where).closed_in(where).also("status = ?", DealStatus.WON.value)
+        day_start = f"close_day * {MICROS_PER_DAY}"
+        month_start = month_start_sql(self.store.dialect, day_start)
+        rate_day = rate_day_sql(rates, closed_at=day_start)
+        by_day = (
+            f"SELECT currency, {CLOSE_DAY} AS close_day, COUNT(*) AS deals, "
+            f"SUM(value_e4) AS value_e4 FROM {won.table} WHERE {won.where} "
+            f"GROUP BY currency, {CLOSE_DAY}"
+        )
+        return (
+            f"SELECT currency, {month_start} AS month_start_us, {rate_day} AS rate_day, "
+            f"SUM(deals) AS deals, SUM(value_e4) AS value_e4 FROM ({by_day}) won_by_day "
+            f"GROUP BY currency, {month_start}, {rate_day}",
+            won.params,
+        )
 
     def _open_by_close_month(self, where: AnalyticsFilter) -> tuple[str, list[Any]]:
         """The open deals' (month, currency, deals, value, weighted) by expected close month:
@@ -1258,8 +1272,8 @@ def _scope(where: AnalyticsFilter, owner_column: str) -> tuple[list[str], list[A
 
 
 @lru_cache(maxsize=4096)
-def _month_of_day(days_since_epoch: int) -> str:
-    return (EPOCH_DAY + timedelta(days=days_since_epoch)).strftime("%Y-%m")
+def _month_of(month_start_us: int) -> str:
+    return instant_from_micros(month_start_us).strftime("%Y-%m")
 
 
 def as_of_day(where: AnalyticsFilter) -> date:
