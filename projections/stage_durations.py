@@ -30,7 +30,7 @@ from typing import Any
 
 from event_store.read_model_store import SqlCursor
 from projections.row_projection import FOREVER_US
-from projections.spans import union_by_span, valid_at_by_span
+from projections.spans import SPAN_LIMITS_US, union_by_span, valid_at_by_span
 from projections.stage_conversion import (
     VisitFacts,
     month_start_sql,
@@ -493,12 +493,29 @@ class _Parts:
             )
         elif self.kept_months is not None:  # the visits under way at the start of as_of's month
             instant = self.left_before - 1
+            entered = "entered_at_us >= ? AND entered_at_us < ? AND entered_at_us <= ?"
+            entered_params = [*self.kept_months, instant]
+            # Span class by span class, but the last (longer than every limit) from two
+            # indexes that name the stage: the visits not yet left from the open visits',
+            # the others from the index by duration. Read by span class, the last class's
+            # range holds every open visit of the pipeline's closing stages too.
+            *bounded, _ = valid_at_by_span(instant, "entered_at_us", "left_at_us")
+            longest: tuple[str, list[Any]] = (
+                f"{FINISHED} AND {DURATION} > {SPAN_LIMITS_US[-1]}",
+                [],
+            )
             parts.append(
                 union_by_span(
-                    f"{columns} WHERE {common} AND entered_at_us >= ? AND entered_at_us < ? "
-                    "AND entered_at_us <= ? AND left_at_us > ?",
-                    [*common_params, *self.kept_months, instant, instant],
-                    valid_at_by_span(instant, "entered_at_us", "left_at_us"),
+                    f"{columns} WHERE {common} AND {entered} AND left_at_us > ?",
+                    [*common_params, *entered_params, instant],
+                    [*bounded, longest],
+                )
+            )
+            parts.append(
+                (
+                    f"SELECT stage, {int(scope.ends_open_at_us)} - entered_at_us AS d "
+                    f"FROM {self.visits_table} WHERE {common} AND {OPEN_VISIT} AND {entered}",
+                    [*common_params, *entered_params],
                 )
             )
         return (
