@@ -1016,12 +1016,11 @@ class SalesAnalytics:
                     params if limit is None else [*params, limit],
                 )
             )
-        now_us = self._now_us(where)
+        now_us, as_of_us = self._now_us(where), where.as_of_us
         visits = []
         for row in (row for rows in self.reads.queries(statements) for row in rows):
-            left = int(row["left_at_us"])
-            still_there = left > where.as_of_us
-            end = now_us if still_there else left
+            entered, left = int(row["entered_at_us"]), int(row["left_at_us"])
+            still_there = left > as_of_us
             visits.append(
                 Visit(
                     deal_id=row["id"],
@@ -1029,9 +1028,9 @@ class SalesAnalytics:
                     stage=row["stage"],
                     visit_no=int(row["visit_no"]),
                     from_stage=row["from_stage"],
-                    entered_at=instant_from_micros(int(row["entered_at_us"])),
+                    entered_at=instant_from_micros(entered),
                     left_at=None if still_there else instant_from_micros(left),
-                    days=(end - int(row["entered_at_us"])) / MICROS_PER_DAY,
+                    days=((now_us if still_there else left) - entered) / MICROS_PER_DAY,
                 )
             )
         return visits

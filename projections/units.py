@@ -36,7 +36,8 @@ def micros(instant: datetime) -> int:
 
 
 def instant_from_micros(value: int) -> datetime:
-    return datetime.fromtimestamp(value // 1_000_000, tz=UTC).replace(microsecond=value % 1_000_000)
+    """The instant (UTC) of microseconds since 1970-01-01 UTC: :func:`micros` reversed."""
+    return EPOCH + timedelta(microseconds=value)
 
 
 @lru_cache(maxsize=4096)
