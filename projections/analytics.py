@@ -660,11 +660,11 @@ class SalesAnalytics:
         else:
             rate_day = rate_day_sql(rates)
             rows = self.reads.side_by_side(
-                f"SELECT {column} AS key, status, currency, {rate_day} AS rate_day, "
+                f"SELECT {column} AS key, {OUTCOME} AS status, currency, {rate_day} AS rate_day, "
                 "COUNT(*) AS deals, SUM(value_e4) AS value_e4 "
                 f"FROM {states.table} WHERE {states.where} AND status = ? "
-                f"GROUP BY {column}, status, currency, {rate_day}",
-                _each_outcome(states.params),
+                f"GROUP BY {column}, currency, {rate_day}",
+                _each_outcome(states.params, named=True),
             )
         grouped: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
@@ -692,15 +692,15 @@ class SalesAnalytics:
         closed = DealStates(where).closed_in(where)
         rate_day = rate_day_sql(rates)
         closed_by_owner = (
-            f"SELECT owner_id, status, currency, {rate_day} AS rate_day, "
+            f"SELECT owner_id, {OUTCOME} AS status, currency, {rate_day} AS rate_day, "
             "COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
             "SUM(closed_at_us - opened_at_us) AS cycle_us "
             f"FROM {closed.table} WHERE {closed.where} AND status = ? "
-            f"GROUP BY owner_id, status, currency, {rate_day}"
+            f"GROUP BY owner_id, currency, {rate_day}"
         )
         won_rows, lost_rows, open_rows = self.reads.queries(
             [
-                *((closed_by_owner, params) for params in _each_outcome(closed.params)),
+                *((closed_by_owner, params) for params in _each_outcome(closed.params, named=True)),
                 self._open_pipeline_by_owner(where),
             ]
         )
@@ -1189,12 +1189,12 @@ class SalesAnalytics:
         qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
         rate_day = rate_day_sql(rates, "d.currency", "d.closed_at_us")
         return self.reads.side_by_side(
-            "SELECT c.category AS key, d.status AS status, d.currency AS currency, "
+            f"SELECT c.category AS key, {OUTCOME} AS status, d.currency AS currency, "
             f"{rate_day} AS rate_day, COUNT(*) AS deals, SUM(d.value_e4) AS value_e4 "
             f"FROM {states.table} d LEFT JOIN {clients} c ON c.id = d.client_id{client_clause} "
             f"WHERE {qualified} AND d.status = ? "
-            f"GROUP BY c.category, d.status, d.currency, {rate_day}",
-            _each_outcome([*client_params, *states.params]),
+            f"GROUP BY c.category, d.currency, {rate_day}",
+            _each_outcome([*client_params, *states.params], named=True),
         )
 
     def _checked(self, where: AnalyticsFilter) -> dict[str, Pipeline]:
@@ -1253,10 +1253,19 @@ def _instants_from(start_us: int, step_us: int, column: str) -> str:
     return f"(CASE WHEN {since} <= 0 THEN 0 ELSE ({since} + {step - 1}) / {step} END)"
 
 
-def _each_outcome(params: list[Any]) -> list[list[Any]]:
+OUTCOME = "CAST(? AS TEXT)"
+"""The outcome a closed-deal statement of :func:`_each_outcome` reads, named in its result
+(its first parameter, with ``named``): one column fewer to group by than ``status``."""
+
+
+def _each_outcome(params: list[Any], *, named: bool = False) -> list[list[Any]]:
     """``params`` once per outcome (won, lost), each followed by it: a closed-deal statement
-    ending ``AND status = ?`` reads each outcome's range of the index, the two side by side."""
-    return [[*params, outcome] for outcome in (DealStatus.WON.value, DealStatus.LOST.value)]
+    ending ``AND status = ?`` reads each outcome's range of the index, the two side by side;
+    ``named``, each also led by it, for the :data:`OUTCOME` its result starts with."""
+    return [
+        [*([outcome] if named else []), *params, outcome]
+        for outcome in (DealStatus.WON.value, DealStatus.LOST.value)
+    ]
 
 
 def _scope(where: AnalyticsFilter, owner_column: str) -> tuple[list[str], list[Any]]:
