@@ -9,8 +9,9 @@ one after the other in one transaction.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from typing import Any, TypeVar
 
@@ -26,7 +27,7 @@ class SnapshotReads:
         self.store = store
 
     def query(self, statement: str, params: list[Any]) -> list[Any]:
-        with self.store.transaction(commit=False) as cursor:
+        with self._reading() as cursor:
             return _fetch(cursor, statement, params)
 
     def side_by_side(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
@@ -53,7 +54,7 @@ class SnapshotReads:
         found = self._side_by_side(tasks)
         if found is not None:
             return found
-        with self.store.transaction(commit=False) as cursor:
+        with self._reading() as cursor:
             if self.store.dialect == "postgres":
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             return [task(cursor) for task in tasks]
@@ -64,6 +65,14 @@ class SnapshotReads:
             " UNION ALL ".join([statement] * len(each_params)),
             [value for params in each_params for value in params],
         )
+
+    @contextmanager
+    def _reading(self) -> Iterator[SqlCursor]:
+        """A read-only transaction whose statements are each planned for their own
+        parameters (:attr:`SqlCursor.plans_each_statement`)."""
+        with self.store.transaction(commit=False) as cursor:
+            cursor.plans_each_statement = True
+            yield cursor
 
     def _side_by_side(self, parts: list[Callable[[SqlCursor], T]]) -> list[T] | None:
         """Each part's result, each part on a connection of its own at the same time, in one
@@ -83,13 +92,13 @@ class SnapshotReads:
     def _in_one_snapshot(self, parts: list[Callable[[SqlCursor], T]]) -> list[T]:
         """The first transaction exports its snapshot; the others import it, so the parts
         add up as a single statement's would."""
-        with self.store.transaction(commit=False) as first:
+        with self._reading() as first:
             first.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             first.execute("SELECT pg_export_snapshot() AS snapshot")
             snapshot = first.fetchall()[0]["snapshot"]
 
             def in_snapshot(part: Callable[[SqlCursor], T]) -> T:
-                with self.store.transaction(commit=False) as cursor:
+                with self._reading() as cursor:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     cursor.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                     return part(cursor)
