@@ -185,6 +185,40 @@ def definition_of(shape: PipelineShape) -> dict[str, Any]:
     }
 
 
+# --- facts of hand-written histories ----------------------------------------------------
+
+
+def opened_in_lead(
+    client: str, name: str, value: Decimal, expected_close_date: date
+) -> dict[str, object]:
+    """An ``opened`` fact's data: a EUR deal of Ana's from the web, in the default pipeline's
+    Lead at 10 %."""
+    return {
+        "name": name,
+        "client": client,
+        "value": value,
+        "currency": "EUR",
+        "expected_close_date": expected_close_date,
+        "pipeline": "default",
+        "stage": "lead",
+        "probability": 10,
+        "given_probability": None,
+        "owner": "ana",
+        "source": "web",
+        "competitor": None,
+    }
+
+
+def moved(stage: str, probability: int) -> dict[str, object]:
+    """A ``stage`` fact's data."""
+    return {"stage": stage, "probability": probability, "given_probability": None}
+
+
+def lost(reason: str) -> dict[str, object]:
+    """A ``lost`` fact's data: into the default pipeline's Closed Lost, no competitor."""
+    return {"stage": "closed_lost", "reason": reason, "competitor": None}
+
+
 def _phased(rng: random.Random, record: str, facts: list[Fact]) -> list[Fact]:
     """Mark a whole deal, or the tail of a deal or client, as imported later (phase 2)."""
     if record.startswith("pipeline") or record == "exchange-rates":

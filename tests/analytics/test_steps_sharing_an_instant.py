@@ -10,7 +10,17 @@ from itertools import pairwise
 
 import pytest
 
-from tests.analytics.history import DEFAULT_PIPELINE, END, START, Fact, definition_of, tell
+from tests.analytics.history import (
+    DEFAULT_PIPELINE,
+    END,
+    START,
+    Fact,
+    definition_of,
+    lost,
+    moved,
+    opened_in_lead,
+    tell,
+)
 from tests.analytics.oracle import Query
 from tests.analytics.suite import ANALYTICS, GeneratedHistory, check, crowded, difference
 
@@ -54,7 +64,18 @@ def test_a_deal_moved_on_at_the_instant_it_entered_a_stage_converted_from_that_s
     facts = [
         Fact(0, START, "pipeline-default", "pipeline", definition_of(DEFAULT_PIPELINE)),
         Fact(1, START, "client-00", "client", {"name": "Acme", "category": "prospect"}),
-        Fact(2, opened_at, "deal-000", "opened", opened("client-00")),
+        Fact(
+            2,
+            opened_at,
+            "deal-000",
+            "opened",
+            opened_in_lead(
+                "client-00",
+                "Imported straight into Qualified",
+                Decimal("1000.00"),
+                date(2025, 4, 30),
+            ),
+        ),
         Fact(3, opened_at, "deal-000", "stage", moved("qualified", 25)),
         Fact(4, opened_at + timedelta(days=3), "deal-000", "lost", lost("price")),
     ]
@@ -62,28 +83,3 @@ def test_a_deal_moved_on_at_the_instant_it_entered_a_stage_converted_from_that_s
     tell(empty_store.api, facts, empty_store.told)
     assert empty_store.oracle.conversion(Query())["stages"][0]["converted"] == 1
     check(empty_store, "conversion", Query())
-
-
-def opened(client: str) -> dict[str, object]:
-    return {
-        "name": "Imported straight into Qualified",
-        "client": client,
-        "value": Decimal("1000.00"),
-        "currency": "EUR",
-        "expected_close_date": date(2025, 4, 30),
-        "pipeline": "default",
-        "stage": "lead",
-        "probability": 10,
-        "given_probability": None,
-        "owner": "ana",
-        "source": "web",
-        "competitor": None,
-    }
-
-
-def lost(reason: str) -> dict[str, object]:
-    return {"stage": "closed_lost", "reason": reason, "competitor": None}
-
-
-def moved(stage: str, probability: int) -> dict[str, object]:
-    return {"stage": stage, "probability": probability, "given_probability": None}

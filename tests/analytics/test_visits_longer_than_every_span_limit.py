@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.analytics import history
 from tests.analytics.history import DEFAULT_PIPELINE, START, Fact, definition_of, tell
 from tests.analytics.oracle import Query
 from tests.analytics.suite import GeneratedHistory, check
@@ -17,21 +18,8 @@ from tests.analytics.suite import GeneratedHistory, check
 LONG_AGO = datetime(2018, 3, 5, 9, tzinfo=UTC)
 
 
-def opened(client: str, name: str) -> dict[str, object]:
-    return {
-        "name": name,
-        "client": client,
-        "value": Decimal("2500.00"),
-        "currency": "EUR",
-        "expected_close_date": date(2026, 6, 30),
-        "pipeline": "default",
-        "stage": "lead",
-        "probability": 10,
-        "given_probability": None,
-        "owner": "ana",
-        "source": "web",
-        "competitor": None,
-    }
+def in_lead(name: str) -> dict[str, object]:
+    return history.opened_in_lead("client-00", name, Decimal("2500.00"), date(2026, 6, 30))
 
 
 @pytest.fixture
@@ -41,34 +29,34 @@ def long_visits(empty_store: GeneratedHistory) -> GeneratedHistory:
     facts = [
         Fact(0, LONG_AGO, "pipeline-default", "pipeline", definition_of(DEFAULT_PIPELINE)),
         Fact(1, LONG_AGO, "client-00", "client", {"name": "Acme", "category": "prospect"}),
-        Fact(2, LONG_AGO, "deal-000", "opened", opened("client-00", "Left Lead in 2024")),
+        Fact(2, LONG_AGO, "deal-000", "opened", in_lead("Left Lead in 2024")),
         Fact(
             3,
             datetime(2018, 5, 2, tzinfo=UTC),
             "deal-001",
             "opened",
-            opened("client-00", "Lost in 2025"),
+            in_lead("Lost in 2025"),
         ),
         Fact(
             4,
             datetime(2018, 7, 9, tzinfo=UTC),
             "deal-002",
             "opened",
-            opened("client-00", "Still a lead"),
+            in_lead("Still a lead"),
         ),
         Fact(
             5,
             datetime(2024, 6, 3, tzinfo=UTC),
             "deal-000",
             "stage",
-            {"stage": "qualified", "probability": 25, "given_probability": None},
+            history.moved("qualified", 25),
         ),
         Fact(
             6,
             START,
             "deal-001",
             "lost",
-            {"stage": "closed_lost", "reason": "price", "competitor": None},
+            history.lost("price"),
         ),
     ]
     empty_store.facts = facts
