@@ -480,9 +480,10 @@ class _Parts:
             for since, until in self.cut_ranges
             if since < until
         ]
-        if self.kept_months is not None and self.left_before >= FOREVER_US:
-            # now: the visits not yet left, from an index of them alone (their end named
-            # without left_at_us, which that index lacks)
+        if self.kept_months is not None:
+            # the visits not yet left, from an index of them alone (their end named without
+            # left_at_us, which that index lacks); as of an instant, all of them entered in
+            # the kept months were under way at the start of its month
             parts.append(
                 (
                     f"SELECT stage, {int(scope.ends_open_at_us)} - entered_at_us AS d "
@@ -491,14 +492,12 @@ class _Parts:
                     [*common_params, *self.kept_months],
                 )
             )
-        elif self.kept_months is not None:  # the visits under way at the start of as_of's month
+        if self.kept_months is not None and self.left_before < FOREVER_US:
+            # as of an instant, the finished visits under way at the start of its month: span
+            # class by span class, but the last (longer than every limit) from the index by
+            # duration, which names the stage; read by span class, that class's range holds
+            # every visit not yet left, those of the pipeline's closing stages too
             instant = self.left_before - 1
-            entered = "entered_at_us >= ? AND entered_at_us < ? AND entered_at_us <= ?"
-            entered_params = [*self.kept_months, instant]
-            # Span class by span class, but the last (longer than every limit) from two
-            # indexes that name the stage: the visits not yet left from the open visits',
-            # the others from the index by duration. Read by span class, the last class's
-            # range holds every open visit of the pipeline's closing stages too.
             *bounded, _ = valid_at_by_span(instant, "entered_at_us", "left_at_us")
             longest: tuple[str, list[Any]] = (
                 f"{FINISHED} AND {DURATION} > {SPAN_LIMITS_US[-1]}",
@@ -506,16 +505,10 @@ class _Parts:
             )
             parts.append(
                 union_by_span(
-                    f"{columns} WHERE {common} AND {entered} AND left_at_us > ?",
-                    [*common_params, *entered_params, instant],
+                    f"{columns} WHERE {common} AND entered_at_us >= ? AND entered_at_us < ? "
+                    "AND entered_at_us <= ? AND left_at_us > ?",
+                    [*common_params, *self.kept_months, instant, instant],
                     [*bounded, longest],
-                )
-            )
-            parts.append(
-                (
-                    f"SELECT stage, {int(scope.ends_open_at_us)} - entered_at_us AS d "
-                    f"FROM {self.visits_table} WHERE {common} AND {OPEN_VISIT} AND {entered}",
-                    [*common_params, *entered_params],
                 )
             )
         return (
