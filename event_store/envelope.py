@@ -30,6 +30,8 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Mapper, Notification, StoredEvent, Transcoder
 
+from event_store.typed_states import TypedMapper
+
 ENVELOPE_VERSION = 1
 SPEC_VERSION = "1.0"
 SOURCE = "urn:monton:crm"
@@ -134,7 +136,7 @@ class EnvelopeDecoder:
     def __init__(self, transcoder: Transcoder) -> None:
         self._transcoder = transcoder
         # No cipher and no compressor: ``data`` is the transcoder's plain JSON.
-        self._mapper: Mapper[UUID] = Mapper(transcoder=transcoder)
+        self._mapper: Mapper[UUID] = TypedMapper(transcoder=transcoder)
 
     @staticmethod
     def parse(value: bytes) -> Envelope:
