@@ -29,6 +29,7 @@ from aggregates.exchange_rates import RateTable
 from aggregates.pipeline import PIPELINES, StageKind
 from aggregates.pipeline import PipelineDefinition as Pipeline
 from event_store.read_model_store import ReadModelStore, SqlCursor, sql_text
+from projections.closed_summary import CLOSED_SUMMARY_TABLE, ClosedMonths, rate_day_of_month
 from projections.currency import (
     EPOCH_DAY,
     FOUR_PLACES,
@@ -659,13 +660,20 @@ class SalesAnalytics:
             rows = self._closed_with_client_category(states, where, rates)
         else:
             rate_day = rate_day_sql(rates)
-            rows = self.reads.side_by_side(
+            closed_by_key = (
                 f"SELECT {column} AS key, {OUTCOME} AS status, currency, {rate_day} AS rate_day, "
                 "COUNT(*) AS deals, SUM(value_e4) AS value_e4 "
-                f"FROM {states.table} WHERE {states.where} AND status = ? "
-                f"GROUP BY {column}, currency, {rate_day}",
-                _each_outcome(states.params, named=True),
+                f"FROM {states.table} WHERE {{where}} AND status = ? "
+                f"GROUP BY {column}, currency, {rate_day}"
             )
+            now = self._closed_now(where, states, rates, dimension, closed_by_key)
+            if now is not None:
+                (rows,) = self.reads.each([now])
+            else:
+                rows = self.reads.side_by_side(
+                    closed_by_key.replace("{where}", states.where),
+                    _each_outcome(states.params, named=True),
+                )
         grouped: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
             grouped[row["key"]][row["status"]].append(row)
@@ -692,22 +700,29 @@ class SalesAnalytics:
         closed = DealStates(where).closed_in(where)
         rate_day = rate_day_sql(rates)
         closed_by_owner = (
-            f"SELECT owner_id, {OUTCOME} AS status, currency, {rate_day} AS rate_day, "
+            f"SELECT owner_id AS key, {OUTCOME} AS status, currency, {rate_day} AS rate_day, "
             "COUNT(*) AS deals, SUM(value_e4) AS value_e4, "
             "SUM(closed_at_us - opened_at_us) AS cycle_us "
-            f"FROM {closed.table} WHERE {closed.where} AND status = ? "
+            f"FROM {closed.table} WHERE {{where}} AND status = ? "
             f"GROUP BY owner_id, currency, {rate_day}"
         )
-        won_rows, lost_rows, open_rows = self.reads.queries(
-            [
-                *((closed_by_owner, params) for params in _each_outcome(closed.params, named=True)),
-                self._open_pipeline_by_owner(where),
-            ]
-        )
-        closed_rows = won_rows + lost_rows
+        open_pipeline = partial(_fetch_rows, *self._open_pipeline_by_owner(where))
+        now = self._closed_now(where, closed, rates, "owner", closed_by_owner)
+        if now is not None:
+            tasks: list[Callable[[SqlCursor], list[Any]]] = [now, open_pipeline]
+            closed_rows, open_rows = self.reads.each(tasks)
+        else:
+            statement = closed_by_owner.replace("{where}", closed.where)
+            won_rows, lost_rows, open_rows = self.reads.queries(
+                [
+                    *((statement, params) for params in _each_outcome(closed.params, named=True)),
+                    self._open_pipeline_by_owner(where),
+                ]
+            )
+            closed_rows = won_rows + lost_rows
         owners: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in closed_rows:
-            owners[row["owner_id"]][row["status"]].append(row)
+            owners[row["key"]][row["status"]].append(row)
         for row in open_rows:
             owners[row["owner_id"]]["open"].append(row)
         figures = []
@@ -1177,6 +1192,53 @@ class SalesAnalytics:
                 "expected_close_date < ?", first_day_on_or_after(where.period_to).isoformat()
             )
 
+    def _closed_now(
+        self,
+        where: AnalyticsFilter,
+        states: DealStates,
+        rates: RateTable,
+        breakdown: str,
+        by_key: str,
+    ) -> Callable[[SqlCursor], list[Any]] | None:
+        """A task reading the closed deals of the period by ``breakdown`` now, from the
+        closed deals' monthly summary for the whole months it serves (:class:`ClosedMonths`)
+        and from the deals' rows for the rest: rows of key, status, currency, rate_day, deals,
+        value_e4 and cycle_us, as ``by_key`` reads them from the deals' rows (``{where}`` for
+        its conditions, ending ``AND status = ?``). ``None`` as of an instant, or for a
+        period without a whole month: then ``by_key`` reads them all."""
+        months = ClosedMonths(where.from_us, where.to_us, rates)
+        if where.as_of is not None or not months.any_whole_month:
+            return None
+        clauses, params = _scope(where, "owner_key")
+        within, month_params = months.summary_where()
+        summary = (
+            "SELECT CASE WHEN keyed = 1 THEN key_value END AS key, status, currency, "
+            "close_month_us, SUM(deals) AS deals, SUM(value_e4) AS value_e4, "
+            f"SUM(cycle_us) AS cycle_us FROM {CLOSED_SUMMARY_TABLE} "
+            f"WHERE {' AND '.join(clauses)} AND breakdown = ? AND {within} "
+            "GROUP BY keyed, key_value, status, currency, close_month_us"
+        )
+
+        def read(cursor: SqlCursor) -> list[Any]:
+            cursor.execute(summary, [*params, breakdown, *month_params])
+            rows: list[Any] = []
+            unserved = []
+            for row in cursor.fetchall():
+                month = int(row["close_month_us"])
+                if months.serves(row["currency"], month):
+                    rows.append({**row, "rate_day": rate_day_of_month(month)})
+                else:
+                    unserved.append((row["currency"], month))
+            rest = months.deals_where(unserved)
+            if rest is not None:
+                statement = by_key.replace("{where}", f"{states.where} AND {rest[0]}")
+                for outcome in _each_outcome([*states.params, *rest[1]], named=True):
+                    cursor.execute(statement, outcome)
+                    rows += cursor.fetchall()
+            return rows
+
+        return read
+
     def _closed_with_client_category(
         self, states: DealStates, where: AnalyticsFilter, rates: RateTable
     ) -> list[Any]:
@@ -1266,6 +1328,11 @@ def _each_outcome(params: list[Any], *, named: bool = False) -> list[list[Any]]:
         [*([outcome] if named else []), *params, outcome]
         for outcome in (DealStatus.WON.value, DealStatus.LOST.value)
     ]
+
+
+def _fetch_rows(statement: str, params: list[Any], cursor: SqlCursor) -> list[Any]:
+    cursor.execute(statement, params)
+    return cursor.fetchall()
 
 
 def _scope(where: AnalyticsFilter, owner_column: str) -> tuple[list[str], list[Any]]:

@@ -13,6 +13,13 @@ from eventsourcing.domain import DomainEventProtocol
 from aggregates.deal import Deal, DealStatus
 from aggregates.pipeline import Pipeline
 from event_store.read_model_store import SqlCursor
+from projections.closed_summary import (
+    BREAKDOWN_COLUMNS,
+    CLOSED_SUMMARY_TABLE,
+    closed_summary_schema,
+    move_closed_contributions,
+    summarize_closed_deals,
+)
 from projections.pipelines import PipelinesProjection
 from projections.row_projection import (
     FOREVER_US,
@@ -214,6 +221,7 @@ class DealsProjection(ChangesProjection):
             "visit_no, from_stage, owner_id, left_at_us)",
             *self.conversions.schema(),
             *self.durations.schema(),
+            *closed_summary_schema(),
         ]
 
     conversions = StageConversions(STAGE_VISITS_TABLE)
@@ -234,6 +242,7 @@ class DealsProjection(ChangesProjection):
         *CONVERSION_TABLES,
         *DURATION_TABLES,
         *(table for table, _, _ in OPEN_SUMMARIES),
+        CLOSED_SUMMARY_TABLE,
     )
     """What :meth:`derive` fills; it only reads the other tables."""
 
@@ -249,6 +258,7 @@ class DealsProjection(ChangesProjection):
         another that added to them first to end."""
         self.durations.derive(cursor, share, shares)
         summarize_open_deals(cursor, OPEN_SUMMARIES[share::shares])
+        summarize_closed_deals(cursor, self.table, tuple(BREAKDOWN_COLUMNS)[share::shares])
         self.conversions.derive(cursor, share, shares)
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
@@ -492,11 +502,13 @@ class DealsProjection(ChangesProjection):
     def after_batch(
         self, cursor: SqlCursor, before: dict[str, RowDict | None], after: dict[str, RowDict]
     ) -> None:
-        """Move each changed deal's contribution in the open-pipeline summaries — in a
-        bulk load, left to its end (:func:`summarize_open_deals`): the batches of a load
-        would move most deals' contributions several times over."""
+        """Move each changed deal's contribution in the open-pipeline summaries and the
+        closed deals' summary — in a bulk load, left to its end (:func:`summarize_open_deals`,
+        :func:`summarize_closed_deals`): the batches of a load would move most deals'
+        contributions several times over."""
         if cursor.derived_at_end:
             return
+        move_closed_contributions(cursor, before, after)
         deltas: Counter[tuple[Any, ...]] = Counter()
         values: Counter[tuple[Any, ...]] = Counter()
         weighted: Counter[tuple[Any, ...]] = Counter()

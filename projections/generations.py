@@ -18,7 +18,7 @@ from eventsourcing.persistence import PersistenceError
 from event_store.location import StoreLocation
 from event_store.read_model_store import ReadModelStore
 
-PROJECTION_VERSION = 6  # 6: finished stage visits counted by duration
+PROJECTION_VERSION = 7  # 7: closed deals summed by close month
 """Bump when a projection's code changes what it writes: existing read models then need a
 rebuild (``crm replay``), which ``crm status`` reports."""
 

@@ -44,6 +44,10 @@ COMPARED_TABLES = (
     ("rm_pipeline_value", "pipeline_id, owner_key, stage, currency, expected_close_date"),
     ("rm_pipeline_totals", "pipeline_id, owner_key, stage, currency"),
     ("rm_forecast_open", "pipeline_id, owner_key, currency, close_month"),
+    (
+        "rm_closed_by_month",
+        "breakdown, pipeline_id, status, owner_key, close_month_us, currency, keyed, key_value",
+    ),
     ("rm_audit", "record_id, version"),
     ("rm_clients", "id"),
 )
