@@ -29,7 +29,12 @@ from aggregates.exchange_rates import RateTable
 from aggregates.pipeline import PIPELINES, StageKind
 from aggregates.pipeline import PipelineDefinition as Pipeline
 from event_store.read_model_store import ReadModelStore, SqlCursor, sql_text
-from projections.closed_summary import CLOSED_SUMMARY_TABLE, ClosedMonths, rate_day_of_month
+from projections.closed_summary import (
+    CLIENT_CATEGORY,
+    CLOSED_SUMMARY_TABLE,
+    ClosedMonths,
+    rate_day_of_month,
+)
 from projections.currency import (
     EPOCH_DAY,
     FOUR_PLACES,
@@ -656,7 +661,7 @@ class SalesAnalytics:
         if column is None:
             choices = ", ".join(sorted(WIN_LOSS_COLUMNS))
             raise InvalidQuery("by", f"Break down by one of {choices}.")
-        if dimension == "client_category":
+        if dimension == CLIENT_CATEGORY:
             rows = self._closed_with_client_category(states, where, rates)
         else:
             rate_day = rate_day_sql(rates)
@@ -1199,13 +1204,15 @@ class SalesAnalytics:
         rates: RateTable,
         breakdown: str,
         by_key: str,
+        qualifier: str = "",
     ) -> Callable[[SqlCursor], list[Any]] | None:
         """A task reading the closed deals of the period by ``breakdown`` now, from the
         closed deals' monthly summary for the whole months it serves (:class:`ClosedMonths`)
         and from the deals' rows for the rest: rows of key, status, currency, rate_day, deals,
         value_e4 and cycle_us, as ``by_key`` reads them from the deals' rows (``{where}`` for
-        its conditions, ending ``AND status = ?``). ``None`` as of an instant, or for a
-        period without a whole month: then ``by_key`` reads them all."""
+        its conditions, ending ``AND status = ?``; each condition led by ``qualifier``, the
+        deals' alias and a dot where it joins). ``None`` as of an instant, or for a period
+        without a whole month: then ``by_key`` reads them all."""
         months = ClosedMonths(where.from_us, where.to_us, rates)
         if where.as_of is not None or not months.any_whole_month:
             return None
@@ -1229,9 +1236,10 @@ class SalesAnalytics:
                     rows.append({**row, "rate_day": rate_day_of_month(month)})
                 else:
                     unserved.append((row["currency"], month))
-            rest = months.deals_where(unserved)
+            rest = months.deals_where(unserved, qualifier)
             if rest is not None:
-                statement = by_key.replace("{where}", f"{states.where} AND {rest[0]}")
+                conditions = [*(f"{qualifier}{clause}" for clause in states.clauses), rest[0]]
+                statement = by_key.replace("{where}", " AND ".join(conditions))
                 for outcome in _each_outcome([*states.params, *rest[1]], named=True):
                     cursor.execute(statement, outcome)
                     rows += cursor.fetchall()
@@ -1248,14 +1256,21 @@ class SalesAnalytics:
             clients = "rm_clients_history"
             client_clause = " AND c.valid_from_us <= ? AND c.valid_to_us > ?"
             client_params = [where.as_of_us, where.as_of_us]
-        qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
         rate_day = rate_day_sql(rates, "d.currency", "d.closed_at_us")
-        return self.reads.side_by_side(
+        by_category = (
             f"SELECT c.category AS key, {OUTCOME} AS status, d.currency AS currency, "
             f"{rate_day} AS rate_day, COUNT(*) AS deals, SUM(d.value_e4) AS value_e4 "
             f"FROM {states.table} d LEFT JOIN {clients} c ON c.id = d.client_id{client_clause} "
-            f"WHERE {qualified} AND d.status = ? "
-            f"GROUP BY c.category, d.currency, {rate_day}",
+            "WHERE {where} AND d.status = ? "
+            f"GROUP BY c.category, d.currency, {rate_day}"
+        )
+        now = self._closed_now(where, states, rates, CLIENT_CATEGORY, by_category, "d.")
+        if now is not None:
+            (rows,) = self.reads.each([now])
+            return rows
+        qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
+        return self.reads.side_by_side(
+            by_category.replace("{where}", qualified),
             _each_outcome([*client_params, *states.params], named=True),
         )
 

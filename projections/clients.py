@@ -9,6 +9,8 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 
 from aggregates.client import Client
+from event_store.read_model_store import SqlCursor
+from projections.closed_summary import move_client_categories
 from projections.row_projection import ChangesProjection, RowDict
 from projections.units import micros, organization_text
 
@@ -49,6 +51,15 @@ class ClientsProjection(ChangesProjection):
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Client.Event)
+
+    def after_batch(
+        self, cursor: SqlCursor, before: dict[str, RowDict | None], after: dict[str, RowDict]
+    ) -> None:
+        """Move the closed deals of each re-categorized client in the closed deals' summary
+        (before the deals' own changes of the batch, which read the categories now). A bulk
+        load derives the summary at its end."""
+        if not cursor.derived_at_end:
+            move_client_categories(cursor, before, after)
 
     @singledispatchmethod
     def changes(self, event: Any, row: RowDict) -> RowDict:

@@ -2,10 +2,10 @@
 read for the deals as they stand now.
 
 Read from the deals' rows, each of those analytics groups every closed deal of the period:
-55,163 on the analytics bench's book, 31–36 ms in-process. Here each closed deal adds to one
-row per breakdown (owner, source, lost reason, competitor), keyed by its pipeline, outcome,
-owner, close month and currency: 3,672 to 11,824 rows per breakdown on that book, bounded by
-those combinations rather than by the number of deals.
+55,163 on the analytics bench's book, 31–37 ms in-process. Here each closed deal adds to one
+row per breakdown (owner, source, lost reason, competitor, its client's category now), keyed
+by its pipeline, outcome, owner, close month and currency: 3,672 to 11,824 rows per breakdown
+on that book, bounded by those combinations rather than by the number of deals.
 
 A closed deal converts to the base currency at the rate effective on its close *day*, and
 rates are reference data read when the figure is asked for (one recorded later may start
@@ -18,7 +18,7 @@ period cuts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aggregates.deal import DealStatus
@@ -26,7 +26,12 @@ from aggregates.exchange_rates import RateTable
 from event_store.read_model_store import SqlCursor, sql_text
 from projections.currency import EPOCH_DAY
 from projections.row_projection import RowDict
-from projections.stage_conversion import month_start_sql, month_start_us, next_month_start_us
+from projections.stage_conversion import (
+    StageConversions,
+    month_start_sql,
+    month_start_us,
+    next_month_start_us,
+)
 from projections.units import MICROS_PER_DAY
 
 CLOSED_SUMMARY_TABLE = "rm_closed_by_month"
@@ -36,7 +41,11 @@ BREAKDOWN_COLUMNS = {
     "lost_reason": "lost_reason",
     "competitor": "lost_competitor",
 }
-"""Each breakdown the summary keeps, and the deal column it groups by."""
+"""The breakdowns by a column of the deal's own row."""
+CLIENT_CATEGORY = "client_category"
+"""The breakdown by the category of the deal's client, as it is now."""
+BREAKDOWNS = (*BREAKDOWN_COLUMNS, CLIENT_CATEGORY)
+DEALS_TABLE, CLIENTS_TABLE = "rm_deals", "rm_clients"
 CLOSED_SUMMARY_KEY = (
     "organization_id",
     "breakdown",
@@ -51,6 +60,7 @@ CLOSED_SUMMARY_KEY = (
 """``keyed`` is 0 where the deal has no value in the breakdown's column (``key_value`` '')."""
 SUMS = ("deals", "value_e4", "cycle_us")
 CLOSED_STATUSES = (DealStatus.WON.value, DealStatus.LOST.value)
+_STATUSES = ", ".join(map(sql_text, CLOSED_STATUSES))
 
 Sums = dict[tuple[Any, ...], list[int]]
 
@@ -69,14 +79,18 @@ def closed_summary_schema() -> list[str]:
     ]
 
 
-def contributions(row: RowDict | None) -> Iterable[tuple[tuple[Any, ...], int, int]]:
-    """A deal row's (summary key, value, cycle) in each breakdown; none unless closed."""
+def contributions(
+    row: Mapping[str, Any] | None, categories: Mapping[str, str | None]
+) -> Iterable[tuple[tuple[Any, ...], int, int]]:
+    """A deal row's (summary key, value, cycle) in each breakdown, its client's category
+    taken from ``categories``; none unless it is closed."""
     if row is None or row["status"] not in CLOSED_STATUSES or row["closed_at_us"] is None:
         return
     closed_at = row["closed_at_us"]
     month, owner_key = month_start_us(closed_at), row["owner_id"] or ""
-    for breakdown, column in BREAKDOWN_COLUMNS.items():
-        value = row[column]
+    for breakdown in BREAKDOWNS:
+        column = BREAKDOWN_COLUMNS.get(breakdown)
+        value = row[column] if column else categories.get(row["client_id"])
         key = (
             row["organization_id"],
             breakdown,
@@ -94,15 +108,78 @@ def contributions(row: RowDict | None) -> Iterable[tuple[tuple[Any, ...], int, i
 def move_closed_contributions(
     cursor: SqlCursor, before: dict[str, RowDict | None], after: dict[str, RowDict]
 ) -> None:
-    """Take each changed deal's old contribution out of the summary and add its new one."""
+    """Take each changed deal's old contribution out of the summary and add its new one
+    (both by its client's category now: :func:`move_client_categories` moved the rest)."""
+    closed = [
+        row
+        for key, new in after.items()
+        for row in (before[key], new)
+        if row is not None and row["closed_at_us"] is not None
+    ]
+    categories = client_categories(cursor, {row["client_id"] for row in closed})
     sums: Sums = {}
     for key, new in after.items():
         for row, sign in ((before[key], -1), (new, +1)):
-            for summary_key, value_e4, cycle_us in contributions(row):
-                found = sums.setdefault(summary_key, [0, 0, 0])
-                found[0] += sign
-                found[1] += sign * value_e4
-                found[2] += sign * cycle_us
+            _add(sums, contributions(row, categories), sign)
+    _add_to_summary(cursor, sums)
+
+
+def move_client_categories(
+    cursor: SqlCursor, before: dict[str, RowDict | None], after: dict[str, RowDict]
+) -> None:
+    """Move the closed deals of each client whose category changed from the old category's
+    rows to the new one's (the deals' rows as they stood before the batch's deal events)."""
+    moved = {
+        key: (old["category"], new["category"], new["organization_id"])
+        for key, new in after.items()
+        if (old := before[key]) is not None and old["category"] != new["category"]
+    }
+    if not moved:
+        return
+    # Deal batches read the categories holding the deals' lock shared (from the start of
+    # their deal events); a move holds it alone, so that a deal closing in another worker's
+    # batch is either moved here or added there under the new category.
+    StageConversions.lock(cursor, exclusive=True)
+    sums: Sums = {}
+    for organization_id in sorted({organization for _, _, organization in moved.values()}):
+        clients = sorted(key for key, (_, _, org) in moved.items() if org == organization_id)
+        among, params = cursor.one_of("client_id", clients)
+        cursor.execute(
+            f"SELECT * FROM {DEALS_TABLE} WHERE organization_id = ? AND {among} "
+            f"AND closed_at_us IS NOT NULL AND status IN ({_STATUSES})",
+            [organization_id, *params],
+        )
+        rows = cursor.fetchall()
+        for index, sign in ((0, -1), (1, +1)):
+            categories = {key: categories[index] for key, categories in moved.items()}
+            only_category = [
+                item for row in rows for item in contributions(row, categories)
+                if item[0][1] == CLIENT_CATEGORY
+            ]  # fmt: skip
+            _add(sums, only_category, sign)
+    _add_to_summary(cursor, sums)
+
+
+def client_categories(cursor: SqlCursor, client_ids: Iterable[str]) -> dict[str, str | None]:
+    """The category of each client (none for a client the read models do not have)."""
+    ids = sorted(client_ids)
+    found: dict[str, str | None] = {}
+    for start in range(0, len(ids), 500):
+        among, params = cursor.one_of("id", ids[start : start + 500])
+        cursor.execute(f"SELECT id, category FROM {CLIENTS_TABLE} WHERE {among}", params)
+        found.update((row["id"], row["category"]) for row in cursor.fetchall())
+    return found
+
+
+def _add(sums: Sums, items: Iterable[tuple[tuple[Any, ...], int, int]], sign: int) -> None:
+    for summary_key, value_e4, cycle_us in items:
+        found = sums.setdefault(summary_key, [0, 0, 0])
+        found[0] += sign
+        found[1] += sign * value_e4
+        found[2] += sign * cycle_us
+
+
+def _add_to_summary(cursor: SqlCursor, sums: Sums) -> None:
     changed = [(*key, *found) for key, found in sorted(sums.items()) if any(found)]
     if not changed:  # in key order: concurrent workers lock rows in the same order
         return
@@ -116,25 +193,25 @@ def move_closed_contributions(
     cursor.execute(f"DELETE FROM {CLOSED_SUMMARY_TABLE} WHERE deals = 0")
 
 
-def summarize_closed_deals(
-    cursor: SqlCursor, deals_table: str, breakdowns: Sequence[str] = tuple(BREAKDOWN_COLUMNS)
-) -> None:
+def summarize_closed_deals(cursor: SqlCursor, breakdowns: Sequence[str] = BREAKDOWNS) -> None:
     """The summary's rows of ``breakdowns`` from the closed deals' rows, into a cleared
     table: what :func:`move_closed_contributions` keeps batch by batch."""
-    month = month_start_sql(cursor.dialect, "closed_at_us")
-    statuses = ", ".join(map(sql_text, CLOSED_STATUSES))
+    month = month_start_sql(cursor.dialect, "d.closed_at_us")
     for breakdown in breakdowns:
-        column = BREAKDOWN_COLUMNS[breakdown]
+        column = BREAKDOWN_COLUMNS.get(breakdown)
+        value = f"d.{column}" if column else "c.category"
+        clients = "" if column else f" LEFT JOIN {CLIENTS_TABLE} c ON c.id = d.client_id"
         rest = (  # of the key, after the organization and the breakdown
-            f"pipeline_id, status, COALESCE(owner_id, ''), {month}, currency, "
-            f"CASE WHEN {column} IS NULL THEN 0 ELSE 1 END, COALESCE({column}, '')"
+            f"d.pipeline_id, d.status, COALESCE(d.owner_id, ''), {month}, d.currency, "
+            f"CASE WHEN {value} IS NULL THEN 0 ELSE 1 END, COALESCE({value}, '')"
         )
         cursor.execute(
             f"INSERT INTO {CLOSED_SUMMARY_TABLE} ({', '.join((*CLOSED_SUMMARY_KEY, *SUMS))}) "
-            f"SELECT organization_id, {sql_text(breakdown)}, {rest}, "
-            "COUNT(*), SUM(value_e4), SUM(closed_at_us - opened_at_us) "
-            f"FROM {deals_table} WHERE closed_at_us IS NOT NULL AND status IN ({statuses}) "
-            f"GROUP BY organization_id, {rest}"
+            f"SELECT d.organization_id, {sql_text(breakdown)}, {rest}, "
+            "COUNT(*), SUM(d.value_e4), SUM(d.closed_at_us - d.opened_at_us) "
+            f"FROM {DEALS_TABLE} d{clients} "
+            f"WHERE d.closed_at_us IS NOT NULL AND d.status IN ({_STATUSES}) "
+            f"GROUP BY d.organization_id, {rest}"
         )
 
 
@@ -170,21 +247,24 @@ class ClosedMonths:
         rated = self._rated.get(currency)
         return rated is not None and month_us >= rated[0] and month_us not in rated[1]
 
-    def deals_where(self, unserved: Iterable[tuple[str, int]]) -> tuple[str, list[Any]] | None:
+    def deals_where(
+        self, unserved: Iterable[tuple[str, int]], qualifier: str = ""
+    ) -> tuple[str, list[Any]] | None:
         """The deals' rows the summary left: the parts of months the period cuts, and the
         ``unserved`` (currency, month) pairs; ``None`` for none. The period's own bounds on
-        ``closed_at_us`` go beside it."""
+        the close go beside it. Each column is led by ``qualifier`` (an alias and a dot)."""
+        closed_at, currency = f"{qualifier}closed_at_us", f"{qualifier}currency"
         clauses: list[str] = []
         params: list[Any] = []
         if self.from_us < self.first_month_us:
-            clauses.append("closed_at_us < ?")
+            clauses.append(f"{closed_at} < ?")
             params.append(self.first_month_us)
         if self.end_month_us < self.to_us:
-            clauses.append("closed_at_us >= ?")
+            clauses.append(f"{closed_at} >= ?")
             params.append(self.end_month_us)
-        for currency, month in sorted(set(unserved)):
-            clauses.append("(currency = ? AND closed_at_us >= ? AND closed_at_us < ?)")
-            params.extend([currency, month, next_month_start_us(month + 1)])
+        for code, month in sorted(set(unserved)):
+            clauses.append(f"({currency} = ? AND {closed_at} >= ? AND {closed_at} < ?)")
+            params.extend([code, month, next_month_start_us(month + 1)])
         return (f"({' OR '.join(clauses)})", params) if clauses else None
 
 

@@ -14,7 +14,7 @@ from aggregates.deal import Deal, DealStatus
 from aggregates.pipeline import Pipeline
 from event_store.read_model_store import SqlCursor
 from projections.closed_summary import (
-    BREAKDOWN_COLUMNS,
+    BREAKDOWNS,
     CLOSED_SUMMARY_TABLE,
     closed_summary_schema,
     move_closed_contributions,
@@ -258,7 +258,7 @@ class DealsProjection(ChangesProjection):
         another that added to them first to end."""
         self.durations.derive(cursor, share, shares)
         summarize_open_deals(cursor, OPEN_SUMMARIES[share::shares])
-        summarize_closed_deals(cursor, self.table, tuple(BREAKDOWN_COLUMNS)[share::shares])
+        summarize_closed_deals(cursor, BREAKDOWNS[share::shares])
         self.conversions.derive(cursor, share, shares)
 
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:

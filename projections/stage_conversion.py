@@ -269,8 +269,10 @@ class StageConversions:
 
     @staticmethod
     def lock(cursor: SqlCursor, *, exclusive: bool) -> None:
-        """Before reading a stage order (PostgreSQL; SQLite has one writer): batches share the
-        lock, a pipeline's recomputation holds it alone."""
+        """The deals' lock, before reading what other records decide (PostgreSQL; SQLite has
+        one writer): batches of deal events share it; a pipeline's recomputation after its
+        stages were reordered, and a move of re-categorized clients' closed deals
+        (:func:`projections.closed_summary.move_client_categories`), hold it alone."""
         if cursor.dialect == "postgres":
             function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
             cursor.execute(f"SELECT {function}(?)", [CONVERSION_LOCK_KEY])
