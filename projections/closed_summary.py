@@ -128,12 +128,15 @@ def move_client_categories(
     cursor: SqlCursor, before: dict[str, RowDict | None], after: dict[str, RowDict]
 ) -> None:
     """Move the closed deals of each client whose category changed from the old category's
-    rows to the new one's (the deals' rows as they stood before the batch's deal events)."""
-    moved = {
-        key: (old["category"], new["category"], new["organization_id"])
-        for key, new in after.items()
-        if (old := before[key]) is not None and old["category"] != new["category"]
-    }
+    rows to the new one's (the deals' rows as they stood before the batch's deal events). A
+    client new to the read models changes from none: fed from a stream partitioned by record
+    (Kafka), its deals may have closed before its registration was folded."""
+    moved: dict[str, tuple[str | None, str | None, str]] = {}
+    for key, new in after.items():
+        old = before[key]
+        old_category = None if old is None else old["category"]
+        if old_category != new["category"]:
+            moved[key] = (old_category, new["category"], new["organization_id"])
     if not moved:
         return
     # Deal batches read the categories holding the deals' lock shared (from the start of
