@@ -54,7 +54,7 @@ from projections.deals import (
 )
 from projections.listing import InvalidQuery
 from projections.row_projection import FOREVER_US
-from projections.snapshot_reads import SnapshotReads
+from projections.snapshot_reads import SnapshotReads, fetch_rows
 from projections.spans import union_by_span, valid_at_by_span
 from projections.stage_conversion import (
     CONVERSIONS_TABLE,
@@ -671,14 +671,7 @@ class SalesAnalytics:
                 f"FROM {states.table} WHERE {{where}} AND status = ? "
                 f"GROUP BY {column}, currency, {rate_day}"
             )
-            now = self._closed_now(where, states, rates, dimension, closed_by_key)
-            if now is not None:
-                (rows,) = self.reads.each([now])
-            else:
-                rows = self.reads.side_by_side(
-                    closed_by_key.replace("{where}", states.where),
-                    _each_outcome(states.params, named=True),
-                )
+            rows = self._closed_rows(where, states, rates, dimension, closed_by_key)
         grouped: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
             grouped[row["key"]][row["status"]].append(row)
@@ -711,7 +704,7 @@ class SalesAnalytics:
             f"FROM {closed.table} WHERE {{where}} AND status = ? "
             f"GROUP BY owner_id, currency, {rate_day}"
         )
-        open_pipeline = partial(_fetch_rows, *self._open_pipeline_by_owner(where))
+        open_pipeline = partial(fetch_rows, *self._open_pipeline_by_owner(where))
         now = self._closed_now(where, closed, rates, "owner", closed_by_owner)
         if now is not None:
             tasks: list[Callable[[SqlCursor], list[Any]]] = [now, open_pipeline]
@@ -1197,6 +1190,29 @@ class SalesAnalytics:
                 "expected_close_date < ?", first_day_on_or_after(where.period_to).isoformat()
             )
 
+    def _closed_rows(
+        self,
+        where: AnalyticsFilter,
+        states: DealStates,
+        rates: RateTable,
+        breakdown: str,
+        by_key: str,
+        leading_params: Sequence[Any] = (),
+        qualifier: str = "",
+    ) -> list[Any]:
+        """The closed deals of the period by ``breakdown``: now from their monthly summary
+        where it serves (:meth:`_closed_now`), else each outcome read by ``by_key`` from the
+        deals' rows, side by side (``leading_params`` before the deals' own: a join's)."""
+        now = self._closed_now(where, states, rates, breakdown, by_key, qualifier)
+        if now is not None:
+            (rows,) = self.reads.each([now])
+            return rows
+        conditions = " AND ".join(f"{qualifier}{clause}" for clause in states.clauses)
+        return self.reads.side_by_side(
+            by_key.replace("{where}", conditions),
+            _each_outcome([*leading_params, *states.params], named=True),
+        )
+
     def _closed_now(
         self,
         where: AnalyticsFilter,
@@ -1264,14 +1280,8 @@ class SalesAnalytics:
             "WHERE {where} AND d.status = ? "
             f"GROUP BY c.category, d.currency, {rate_day}"
         )
-        now = self._closed_now(where, states, rates, CLIENT_CATEGORY, by_category, "d.")
-        if now is not None:
-            (rows,) = self.reads.each([now])
-            return rows
-        qualified = " AND ".join(f"d.{clause}" for clause in states.clauses)
-        return self.reads.side_by_side(
-            by_category.replace("{where}", qualified),
-            _each_outcome([*client_params, *states.params], named=True),
+        return self._closed_rows(
+            where, states, rates, CLIENT_CATEGORY, by_category, client_params, qualifier="d."
         )
 
     def _checked(self, where: AnalyticsFilter) -> dict[str, Pipeline]:
@@ -1343,11 +1353,6 @@ def _each_outcome(params: list[Any], *, named: bool = False) -> list[list[Any]]:
         [*([outcome] if named else []), *params, outcome]
         for outcome in (DealStatus.WON.value, DealStatus.LOST.value)
     ]
-
-
-def _fetch_rows(statement: str, params: list[Any], cursor: SqlCursor) -> list[Any]:
-    cursor.execute(statement, params)
-    return cursor.fetchall()
 
 
 def _scope(where: AnalyticsFilter, owner_column: str) -> tuple[list[str], list[Any]]:

@@ -28,13 +28,13 @@ class SnapshotReads:
 
     def query(self, statement: str, params: list[Any]) -> list[Any]:
         with self._reading() as cursor:
-            return _fetch(cursor, statement, params)
+            return fetch_rows(statement, params, cursor)
 
     def side_by_side(self, statement: str, each_params: list[list[Any]]) -> list[Any]:
         """``statement`` once per parameter list, the parts side by side (:meth:`_side_by_side`)
         or else joined by UNION ALL: the same rows from one statement, one snapshot."""
         parts = self._side_by_side(
-            [partial(_fetch, statement=statement, params=params) for params in each_params]
+            [partial(fetch_rows, statement, params) for params in each_params]
         )
         if parts is None:
             return self.one_by_one(statement, each_params)
@@ -45,7 +45,7 @@ class SnapshotReads:
         after the other in one transaction."""
         if len(parts) < 2:
             return [self.query(*part) for part in parts]
-        return self.each([partial(_fetch, statement=s, params=p) for s, p in parts])
+        return self.each([partial(fetch_rows, s, p) for s, p in parts])
 
     def each(self, tasks: list[Callable[[SqlCursor], T]]) -> list[T]:
         """Each task's result, the tasks reading in one snapshot: side by side, each on a
@@ -114,6 +114,7 @@ _SIDE_BY_SIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="analytics-
 _SIDE_BY_SIDE_SLOTS = threading.BoundedSemaphore(2)
 
 
-def _fetch(cursor: SqlCursor, statement: str, params: list[Any]) -> list[Any]:
+def fetch_rows(statement: str, params: list[Any], cursor: SqlCursor) -> list[Any]:
+    """A statement's rows: a task for :meth:`SnapshotReads.each` once given the first two."""
     cursor.execute(statement, params)
     return cursor.fetchall()
