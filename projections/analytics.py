@@ -354,6 +354,63 @@ def money_by_currency(rows: Iterable[Any]) -> list[Money]:
     ]
 
 
+@dataclass(frozen=True)
+class ClosedByKey:
+    """The closed deals of a period grouped by a ``breakdown`` of the closed deals' summary:
+    ``by_key`` reads them from the deals' rows — rows of key, status, currency, rate_day,
+    deals, value_e4 (and cycle_us) — with ``{where}`` for its conditions, each led by
+    ``qualifier`` (the deals' alias and a dot where it joins), ending ``AND status = ?``."""
+
+    where: AnalyticsFilter
+    states: DealStates
+    rates: RateTable
+    breakdown: str
+    by_key: str
+    qualifier: str = ""
+
+    def now(self) -> Callable[[SqlCursor], list[Any]] | None:
+        """A task reading them now: from the summary for the whole months it serves
+        (:class:`ClosedMonths`), from the deals' rows for the rest. ``None`` as of an
+        instant, or for a period without a whole month: the deals' rows hold them all."""
+        months = ClosedMonths(self.where.from_us, self.where.to_us, self.rates)
+        if self.where.as_of is not None or not months.any_whole_month:
+            return None
+        clauses, params = _scope(self.where, "owner_key")
+        within, month_params = months.summary_where()
+        summary = (
+            "SELECT CASE WHEN keyed = 1 THEN key_value END AS key, status, currency, "
+            "close_month_us, SUM(deals) AS deals, SUM(value_e4) AS value_e4, "
+            f"SUM(cycle_us) AS cycle_us FROM {CLOSED_SUMMARY_TABLE} "
+            f"WHERE {' AND '.join(clauses)} AND breakdown = ? AND {within} "
+            "GROUP BY keyed, key_value, status, currency, close_month_us"
+        )
+
+        def read(cursor: SqlCursor) -> list[Any]:
+            cursor.execute(summary, [*params, self.breakdown, *month_params])
+            rows: list[Any] = []
+            unserved = []
+            for row in cursor.fetchall():
+                month = int(row["close_month_us"])
+                if months.serves(row["currency"], month):
+                    rows.append({**row, "rate_day": rate_day_of_month(month)})
+                else:
+                    unserved.append((row["currency"], month))
+            rest = months.deals_where(unserved, self.qualifier)
+            if rest is not None:
+                statement = self.from_deals(rest[0])
+                for outcome in _each_outcome([*self.states.params, *rest[1]], named=True):
+                    cursor.execute(statement, outcome)
+                    rows += cursor.fetchall()
+            return rows
+
+        return read
+
+    def from_deals(self, *more: str) -> str:
+        """``by_key`` with the deals' conditions, and ``more`` (already qualified)."""
+        conditions = [*(f"{self.qualifier}{clause}" for clause in self.states.clauses), *more]
+        return self.by_key.replace("{where}", " AND ".join(conditions))
+
+
 class SalesAnalytics:
     """Answers every analytic of SPEC §5 that the CRM's deal data supports."""
 
@@ -671,7 +728,7 @@ class SalesAnalytics:
                 f"FROM {states.table} WHERE {{where}} AND status = ? "
                 f"GROUP BY {column}, currency, {rate_day}"
             )
-            rows = self._closed_rows(where, states, rates, dimension, closed_by_key)
+            rows = self._closed_rows(ClosedByKey(where, states, rates, dimension, closed_by_key))
         grouped: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for row in rows:
             grouped[row["key"]][row["status"]].append(row)
@@ -704,17 +761,21 @@ class SalesAnalytics:
             f"FROM {closed.table} WHERE {{where}} AND status = ? "
             f"GROUP BY owner_id, currency, {rate_day}"
         )
-        open_pipeline = partial(fetch_rows, *self._open_pipeline_by_owner(where))
-        now = self._closed_now(where, closed, rates, "owner", closed_by_owner)
-        if now is not None:
-            tasks: list[Callable[[SqlCursor], list[Any]]] = [now, open_pipeline]
+        by_owner = ClosedByKey(where, closed, rates, "owner", closed_by_owner)
+        open_pipeline = self._open_pipeline_by_owner(where)
+        now = by_owner.now()
+        if now is not None:  # the open part beside it
+            tasks: list[Callable[[SqlCursor], list[Any]]] = [
+                now,
+                partial(fetch_rows, *open_pipeline),
+            ]
             closed_rows, open_rows = self.reads.each(tasks)
-        else:
-            statement = closed_by_owner.replace("{where}", closed.where)
+        else:  # each outcome and the open part, all three side by side
+            statement = by_owner.from_deals()
             won_rows, lost_rows, open_rows = self.reads.queries(
                 [
                     *((statement, params) for params in _each_outcome(closed.params, named=True)),
-                    self._open_pipeline_by_owner(where),
+                    open_pipeline,
                 ]
             )
             closed_rows = won_rows + lost_rows
@@ -1190,78 +1251,18 @@ class SalesAnalytics:
                 "expected_close_date < ?", first_day_on_or_after(where.period_to).isoformat()
             )
 
-    def _closed_rows(
-        self,
-        where: AnalyticsFilter,
-        states: DealStates,
-        rates: RateTable,
-        breakdown: str,
-        by_key: str,
-        leading_params: Sequence[Any] = (),
-        qualifier: str = "",
-    ) -> list[Any]:
-        """The closed deals of the period by ``breakdown``: now from their monthly summary
-        where it serves (:meth:`_closed_now`), else each outcome read by ``by_key`` from the
-        deals' rows, side by side (``leading_params`` before the deals' own: a join's)."""
-        now = self._closed_now(where, states, rates, breakdown, by_key, qualifier)
+    def _closed_rows(self, closed: ClosedByKey, leading_params: Sequence[Any] = ()) -> list[Any]:
+        """The closed deals of the period by a breakdown: now from their monthly summary
+        where it serves (:meth:`ClosedByKey.now`), else each outcome read from the deals'
+        rows, side by side (``leading_params`` before the deals' own: a join's)."""
+        now = closed.now()
         if now is not None:
             (rows,) = self.reads.each([now])
             return rows
-        conditions = " AND ".join(f"{qualifier}{clause}" for clause in states.clauses)
         return self.reads.side_by_side(
-            by_key.replace("{where}", conditions),
-            _each_outcome([*leading_params, *states.params], named=True),
+            closed.from_deals(),
+            _each_outcome([*leading_params, *closed.states.params], named=True),
         )
-
-    def _closed_now(
-        self,
-        where: AnalyticsFilter,
-        states: DealStates,
-        rates: RateTable,
-        breakdown: str,
-        by_key: str,
-        qualifier: str = "",
-    ) -> Callable[[SqlCursor], list[Any]] | None:
-        """A task reading the closed deals of the period by ``breakdown`` now, from the
-        closed deals' monthly summary for the whole months it serves (:class:`ClosedMonths`)
-        and from the deals' rows for the rest: rows of key, status, currency, rate_day, deals,
-        value_e4 and cycle_us, as ``by_key`` reads them from the deals' rows (``{where}`` for
-        its conditions, ending ``AND status = ?``; each condition led by ``qualifier``, the
-        deals' alias and a dot where it joins). ``None`` as of an instant, or for a period
-        without a whole month: then ``by_key`` reads them all."""
-        months = ClosedMonths(where.from_us, where.to_us, rates)
-        if where.as_of is not None or not months.any_whole_month:
-            return None
-        clauses, params = _scope(where, "owner_key")
-        within, month_params = months.summary_where()
-        summary = (
-            "SELECT CASE WHEN keyed = 1 THEN key_value END AS key, status, currency, "
-            "close_month_us, SUM(deals) AS deals, SUM(value_e4) AS value_e4, "
-            f"SUM(cycle_us) AS cycle_us FROM {CLOSED_SUMMARY_TABLE} "
-            f"WHERE {' AND '.join(clauses)} AND breakdown = ? AND {within} "
-            "GROUP BY keyed, key_value, status, currency, close_month_us"
-        )
-
-        def read(cursor: SqlCursor) -> list[Any]:
-            cursor.execute(summary, [*params, breakdown, *month_params])
-            rows: list[Any] = []
-            unserved = []
-            for row in cursor.fetchall():
-                month = int(row["close_month_us"])
-                if months.serves(row["currency"], month):
-                    rows.append({**row, "rate_day": rate_day_of_month(month)})
-                else:
-                    unserved.append((row["currency"], month))
-            rest = months.deals_where(unserved, qualifier)
-            if rest is not None:
-                conditions = [*(f"{qualifier}{clause}" for clause in states.clauses), rest[0]]
-                statement = by_key.replace("{where}", " AND ".join(conditions))
-                for outcome in _each_outcome([*states.params, *rest[1]], named=True):
-                    cursor.execute(statement, outcome)
-                    rows += cursor.fetchall()
-            return rows
-
-        return read
 
     def _closed_with_client_category(
         self, states: DealStates, where: AnalyticsFilter, rates: RateTable
@@ -1280,9 +1281,8 @@ class SalesAnalytics:
             "WHERE {where} AND d.status = ? "
             f"GROUP BY c.category, d.currency, {rate_day}"
         )
-        return self._closed_rows(
-            where, states, rates, CLIENT_CATEGORY, by_category, client_params, qualifier="d."
-        )
+        closed = ClosedByKey(where, states, rates, CLIENT_CATEGORY, by_category, "d.")
+        return self._closed_rows(closed, client_params)
 
     def _checked(self, where: AnalyticsFilter) -> dict[str, Pipeline]:
         pipelines = self.pipelines_of(where.organization_id)
