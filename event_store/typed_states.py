@@ -9,9 +9,9 @@ event context), so the parser builds the values itself in C; Python only unwraps
 
 A state the schema does not fit exactly — a field missing, one more, a value of another type
 (``forbid_unknown_fields``, strict types) — is read by the library's path instead, and so is
-any class this module cannot type (see :func:`state_schema`), so what comes back is always what
-the library would have built: :class:`TypedMapper` keeps its ``to_domain_event`` as the
-fallback, and the tests compare the two on every event class.
+any class this module cannot type (see :meth:`SchemaBuilder.field`): what comes back is
+always what the library would have built. :class:`TypedMapper` keeps its ``to_domain_event``
+as the fallback, and the tests compare the two on every event class.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections.abc import Callable, Hashable
 from dataclasses import fields, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
 from operator import attrgetter
 from typing import Any, ClassVar, Literal, Union, cast
 from uuid import UUID
@@ -71,6 +70,9 @@ class SchemaBuilder:
     def __init__(self, transcoder: JSONTranscoder) -> None:
         self.transcoder = transcoder
         self._pairs: dict[type, type[msgspec.Struct]] = {}
+        self._revive: Unwrap | None = getattr(transcoder, "_revive", None)
+        """How the transcoder revives the pairs inside a value of no fixed type (ours can:
+        :class:`~event_store.transcodings.CrmTranscoder`), one function for every field."""
 
     def schema(self, cls: type) -> StateSchema:
         hints = typing.get_type_hints(cls)
@@ -94,7 +96,7 @@ class SchemaBuilder:
         if hint in (str, int, bool):
             return hint, None
         if hint is Any or hint is dict or hint is list:
-            return hint, self._revived
+            return hint, self._revived()
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if origin in (Union, types.UnionType):
             if all(arg in (str, int, bool, type(None)) for arg in args):
@@ -102,7 +104,7 @@ class SchemaBuilder:
             given = [arg for arg in args if arg is not type(None)]
             if len(given) == 1 and len(args) == 2:  # an optional value of another type
                 typed, unwrap = self.field(given[0])
-                if unwrap is None or unwrap is self._revived:
+                if unwrap is None or unwrap is self._revive:
                     return typed | None, unwrap
                 return typed | None, lambda value: None if value is None else unwrap(value)
             raise UntypedField(f"no schema for {hint!r}")
@@ -110,21 +112,21 @@ class SchemaBuilder:
             item, unwrap = self.field(args[0])
             if unwrap is None:
                 return hint, None
-            if unwrap is self._revived:
-                return list[Any], self._revived
+            if unwrap is self._revive:
+                return list[Any], unwrap
             return list[item], lambda items: [unwrap(i) for i in items]  # type: ignore[valid-type]
         if origin is dict:
-            return dict[str, Any], self._revived
+            return dict[str, Any], self._revived()
         if isinstance(hint, type) and hint in self.transcoder.types:
             return self._pair(hint), _data
         raise UntypedField(f"no schema for {hint!r}")
 
-    def _revived(self, value: Any) -> Any:
-        """A value of no fixed type: its encoded pairs revived as the library does."""
-        revive: Callable[[Any], Any] | None = getattr(self.transcoder, "_revive", None)
-        if revive is None:
-            raise UntypedField("the transcoder cannot revive untyped values")
-        return revive(value)
+    def _revived(self) -> Unwrap:
+        """How a value of no fixed type is unwrapped: its encoded pairs revived as the
+        library does. A transcoder that cannot leaves such fields to the library's path."""
+        if self._revive is None:
+            raise UntypedField("the transcoder cannot revive values of no fixed type")
+        return self._revive
 
     def _pair(self, cls: type) -> type[msgspec.Struct]:
         """``{"_type_": <the transcoding's name>, "_data_": <a cls>}``."""
@@ -158,10 +160,17 @@ class TypedMapper(Mapper[UUID]):
     """The library's mapper, reading stored events through each class's schema
     (:class:`StateSchema`), and through the library's path whenever that does not fit."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._readers: dict[str, tuple[type, StateSchema] | None] = {}
+        self._schemas = (
+            SchemaBuilder(self.transcoder) if isinstance(self.transcoder, JSONTranscoder) else None
+        )
+
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         if self.cipher or self.compressor:
             return super().to_domain_event(stored_event)
-        read = _reader(self, stored_event.topic)
+        read = self._reader(stored_event.topic)
         if read is None:
             return super().to_domain_event(stored_event)
         cls, schema = read
@@ -177,20 +186,24 @@ class TypedMapper(Mapper[UUID]):
         object.__setattr__(event, "__dict__", state)
         return event
 
+    def schema_of(self, topic: str) -> StateSchema | None:
+        """The schema this mapper reads a topic's events by (``None``: the library's path)."""
+        read = self._reader(topic)
+        return None if read is None else read[1]
 
-@cache
-def _reader(mapper: TypedMapper, topic: str) -> tuple[type, StateSchema] | None:
-    """The class a topic names and its schema, or ``None`` when it has none."""
-    if not isinstance(mapper.transcoder, JSONTranscoder):
-        return None
-    cls = resolve_topic(topic)
-    try:
-        return cls, SchemaBuilder(mapper.transcoder).schema(cls)
-    except UntypedField:
-        return None
-
-
-def schema_of(mapper: TypedMapper, topic: str) -> StateSchema | None:
-    """The schema ``mapper`` reads a topic's events by (``None``: the library's path)."""
-    read = _reader(mapper, topic)
-    return None if read is None else read[1]
+    def _reader(self, topic: str) -> tuple[type, StateSchema] | None:
+        """The class a topic names and its schema, or ``None`` when it has none; built once
+        per topic."""
+        try:
+            return self._readers[topic]
+        except KeyError:
+            pass
+        read = None
+        if self._schemas is not None:
+            cls = resolve_topic(topic)
+            try:
+                read = cls, self._schemas.schema(cls)
+            except UntypedField:
+                read = None
+        self._readers[topic] = read
+        return read

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from eventsourcing.persistence import Mapper
 
-from event_store.typed_states import TypedMapper, schema_of
+from event_store.typed_states import TypedMapper
 from tests.analytics.suite import GeneratedHistory
 
 
@@ -50,7 +50,7 @@ def test_given_a_generated_history_when_its_events_are_read_then_each_fits_its_c
     commands = history.api.app.state.service.commands  # type: ignore[attr-defined]
     unread = []
     for event in every_stored_event(history):
-        schema = schema_of(commands.mapper, event.topic)
+        schema = commands.mapper.schema_of(event.topic)
         assert schema is not None, event.topic
         try:
             schema.decode(event.state)

@@ -18,8 +18,9 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 import aggregates
 from aggregates.base import CrmAggregate
+from aggregates.client import Client
 from aggregates.deal import Deal
-from event_store.typed_states import SchemaBuilder, TypedMapper, UntypedField, schema_of
+from event_store.typed_states import SchemaBuilder, TypedMapper, UntypedField
 from tests.unit.builders import at, day
 from tests.unit.test_transcoder import transcoders
 
@@ -101,7 +102,7 @@ def test_given_a_stored_state_when_read_by_its_schema_then_it_is_the_librarys_ev
 
     ours, theirs = typed.to_domain_event(event), library.to_domain_event(event)
 
-    assert schema_of(typed, event.topic) is not None
+    assert typed.schema_of(event.topic) is not None
     assert type(ours) is Deal.StageChanged
     assert same_values(ours, theirs)
     assert ours.context.occurred_at == day(3)  # type: ignore[attr-defined]
@@ -152,7 +153,7 @@ def test_given_a_class_with_no_schema_when_its_event_is_read_then_the_librarys_p
 
     ours, theirs = typed.to_domain_event(event), library.to_domain_event(event)
 
-    assert schema_of(typed, event.topic) is None
+    assert typed.schema_of(event.topic) is None
     assert same_values(ours, theirs)
     assert ours.reading == 0.25  # type: ignore[attr-defined]
 
@@ -184,7 +185,26 @@ def test_given_dates_decimals_and_uuids_in_a_state_when_read_then_each_keeps_its
 
     ours, theirs = typed.to_domain_event(event), library.to_domain_event(event)
 
-    assert schema_of(typed, event.topic) is not None
+    assert typed.schema_of(event.topic) is not None
     assert same_values(ours, theirs)
     assert str(ours.value) == "1234.5000"  # type: ignore[attr-defined]
     assert all(type(i) is UUID for i in ours.stakeholder_contact_ids)  # type: ignore[attr-defined]
+
+
+def test_given_the_librarys_own_transcoder_when_a_class_has_a_dict_field_then_the_library_reads_it() -> (  # noqa: E501
+    None
+):
+    library_transcoder, _ = transcoders()  # no way to revive values of no fixed type
+    typed = TypedMapper(transcoder=library_transcoder)
+    state = {
+        **a_stage_change(),
+        "changes": {"name": "Acme", "since": {"_type_": "date_iso", "_data_": "2025-01-31"}},
+    }
+    del state["from_stage"], state["to_stage"], state["probability"]
+    event = stored(get_topic(Client.ClientDetailsChanged), state)
+
+    ours = typed.to_domain_event(event)
+
+    assert typed.schema_of(event.topic) is None
+    assert same_values(ours, Mapper(transcoder=library_transcoder).to_domain_event(event))
+    assert ours.changes["since"] == date(2025, 1, 31)  # type: ignore[attr-defined]
