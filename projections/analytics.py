@@ -359,7 +359,8 @@ class ClosedByKey:
     """The closed deals of a period grouped by a ``breakdown`` of the closed deals' summary:
     ``by_key`` reads them from the deals' rows — rows of key, status, currency, rate_day,
     deals, value_e4 (and cycle_us) — with ``{where}`` for its conditions, each led by
-    ``qualifier`` (the deals' alias and a dot where it joins), ending ``AND status = ?``."""
+    ``qualifier`` (the deals' alias and a dot where it joins), ending ``AND status = ?``;
+    ``leading_params`` go before the deals' own (a join's)."""
 
     where: AnalyticsFilter
     states: DealStates
@@ -367,6 +368,12 @@ class ClosedByKey:
     breakdown: str
     by_key: str
     qualifier: str = ""
+    leading_params: tuple[Any, ...] = ()
+
+    def outcomes(self, *more: Any) -> list[list[Any]]:
+        """The parameters of :meth:`from_deals`, once per outcome, with ``more`` after the
+        deals' own."""
+        return _each_outcome([*self.leading_params, *self.states.params, *more], named=True)
 
     def now(self) -> Callable[[SqlCursor], list[Any]] | None:
         """A task reading them now: from the summary for the whole months it serves
@@ -398,7 +405,7 @@ class ClosedByKey:
             rest = months.deals_where(unserved, self.qualifier)
             if rest is not None:
                 statement = self.from_deals(rest[0])
-                for outcome in _each_outcome([*self.states.params, *rest[1]], named=True):
+                for outcome in self.outcomes(*rest[1]):
                     cursor.execute(statement, outcome)
                     rows += cursor.fetchall()
             return rows
@@ -773,10 +780,7 @@ class SalesAnalytics:
         else:  # each outcome and the open part, all three side by side
             statement = by_owner.from_deals()
             won_rows, lost_rows, open_rows = self.reads.queries(
-                [
-                    *((statement, params) for params in _each_outcome(closed.params, named=True)),
-                    open_pipeline,
-                ]
+                [*((statement, params) for params in by_owner.outcomes()), open_pipeline]
             )
             closed_rows = won_rows + lost_rows
         owners: dict[str | None, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
@@ -1251,28 +1255,26 @@ class SalesAnalytics:
                 "expected_close_date < ?", first_day_on_or_after(where.period_to).isoformat()
             )
 
-    def _closed_rows(self, closed: ClosedByKey, leading_params: Sequence[Any] = ()) -> list[Any]:
+    def _closed_rows(self, closed: ClosedByKey) -> list[Any]:
         """The closed deals of the period by a breakdown: now from their monthly summary
         where it serves (:meth:`ClosedByKey.now`), else each outcome read from the deals'
-        rows, side by side (``leading_params`` before the deals' own: a join's)."""
+        rows, side by side."""
         now = closed.now()
         if now is not None:
             (rows,) = self.reads.each([now])
             return rows
-        return self.reads.side_by_side(
-            closed.from_deals(),
-            _each_outcome([*leading_params, *closed.states.params], named=True),
-        )
+        return self.reads.side_by_side(closed.from_deals(), closed.outcomes())
 
     def _closed_with_client_category(
         self, states: DealStates, where: AnalyticsFilter, rates: RateTable
     ) -> list[Any]:
+        client_params: tuple[Any, ...] = ()
         if where.as_of is None:
-            clients, client_clause, client_params = "rm_clients", "", []
+            clients, client_clause = "rm_clients", ""
         else:
             clients = "rm_clients_history"
             client_clause = " AND c.valid_from_us <= ? AND c.valid_to_us > ?"
-            client_params = [where.as_of_us, where.as_of_us]
+            client_params = (where.as_of_us, where.as_of_us)
         rate_day = rate_day_sql(rates, "d.currency", "d.closed_at_us")
         by_category = (
             f"SELECT c.category AS key, {OUTCOME} AS status, d.currency AS currency, "
@@ -1281,8 +1283,9 @@ class SalesAnalytics:
             "WHERE {where} AND d.status = ? "
             f"GROUP BY c.category, d.currency, {rate_day}"
         )
-        closed = ClosedByKey(where, states, rates, CLIENT_CATEGORY, by_category, "d.")
-        return self._closed_rows(closed, client_params)
+        return self._closed_rows(
+            ClosedByKey(where, states, rates, CLIENT_CATEGORY, by_category, "d.", client_params)
+        )
 
     def _checked(self, where: AnalyticsFilter) -> dict[str, Pipeline]:
         pipelines = self.pipelines_of(where.organization_id)

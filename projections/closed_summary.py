@@ -25,7 +25,7 @@ from aggregates.deal import DealStatus
 from aggregates.exchange_rates import RateTable
 from event_store.read_model_store import SqlCursor, sql_text
 from projections.currency import EPOCH_DAY
-from projections.row_projection import RowDict
+from projections.row_projection import RowDict, add_to_summary
 from projections.stage_conversion import (
     StageConversions,
     month_start_sql,
@@ -80,15 +80,17 @@ def closed_summary_schema() -> list[str]:
 
 
 def contributions(
-    row: Mapping[str, Any] | None, categories: Mapping[str, str | None]
+    row: Mapping[str, Any] | None,
+    categories: Mapping[str, str | None],
+    breakdowns: Sequence[str] = BREAKDOWNS,
 ) -> Iterable[tuple[tuple[Any, ...], int, int]]:
-    """A deal row's (summary key, value, cycle) in each breakdown, its client's category
-    taken from ``categories``; none unless it is closed."""
+    """A deal row's (summary key, value, cycle) in each of ``breakdowns``, its client's
+    category taken from ``categories``; none unless it is closed."""
     if row is None or row["status"] not in CLOSED_STATUSES or row["closed_at_us"] is None:
         return
     closed_at = row["closed_at_us"]
     month, owner_key = month_start_us(closed_at), row["owner_id"] or ""
-    for breakdown in BREAKDOWNS:
+    for breakdown in breakdowns:
         column = BREAKDOWN_COLUMNS.get(breakdown)
         value = row[column] if column else categories.get(row["client_id"])
         key = (
@@ -153,13 +155,10 @@ def move_client_categories(
             [organization_id, *params],
         )
         rows = cursor.fetchall()
-        for index, sign in ((0, -1), (1, +1)):
-            categories = {key: categories[index] for key, categories in moved.items()}
-            only_category = [
-                item for row in rows for item in contributions(row, categories)
-                if item[0][1] == CLIENT_CATEGORY
-            ]  # fmt: skip
-            _add(sums, only_category, sign)
+        for side, sign in ((0, -1), (1, +1)):  # out of the old category, into the new one
+            category_of = {client: change[side] for client, change in moved.items()}
+            for row in rows:
+                _add(sums, contributions(row, category_of, (CLIENT_CATEGORY,)), sign)
     _add_to_summary(cursor, sums)
 
 
@@ -184,16 +183,7 @@ def _add(sums: Sums, items: Iterable[tuple[tuple[Any, ...], int, int]], sign: in
 
 def _add_to_summary(cursor: SqlCursor, sums: Sums) -> None:
     changed = [(*key, *found) for key, found in sorted(sums.items()) if any(found)]
-    if not changed:  # in key order: concurrent workers lock rows in the same order
-        return
-    cursor.insert_rows(
-        CLOSED_SUMMARY_TABLE,
-        (*CLOSED_SUMMARY_KEY, *SUMS),
-        changed,
-        f"ON CONFLICT ({', '.join(CLOSED_SUMMARY_KEY)}) DO UPDATE SET "
-        + ", ".join(f"{s} = {CLOSED_SUMMARY_TABLE}.{s} + excluded.{s}" for s in SUMS),
-    )
-    cursor.execute(f"DELETE FROM {CLOSED_SUMMARY_TABLE} WHERE deals = 0")
+    add_to_summary(cursor, CLOSED_SUMMARY_TABLE, CLOSED_SUMMARY_KEY, SUMS, changed)
 
 
 def summarize_closed_deals(cursor: SqlCursor, breakdowns: Sequence[str] = BREAKDOWNS) -> None:

@@ -25,6 +25,7 @@ from projections.row_projection import (
     FOREVER_US,
     ChangesProjection,
     RowDict,
+    add_to_summary,
 )
 from projections.spans import SPAN_CLASS, span_class_sql
 from projections.stage_conversion import DERIVED_TABLES as CONVERSION_TABLES
@@ -74,6 +75,8 @@ PIPELINE_VALUE_KEY = (
     "currency",
     "expected_close_date",
 )
+OPEN_SUMS = ("deals", "value_e4", "weighted_e6")
+"""What the open-pipeline summaries sum: deals, their value and their weighted value."""
 OpenSummary = tuple[str, tuple[str, ...], str]
 """An open-pipeline summary: its table, its key columns, and SQL for the key of a deal row."""
 _OWNER_KEY = "COALESCE(owner_id, '')"
@@ -546,7 +549,7 @@ class DealsProjection(ChangesProjection):
                 sums[0] += deltas[k]
                 sums[1] += values[k]
                 sums[2] += weighted[k]
-        add_to_summary(cursor, PIPELINE_VALUE_TABLE, PIPELINE_VALUE_KEY, changed)
+        add_to_summary(cursor, PIPELINE_VALUE_TABLE, PIPELINE_VALUE_KEY, OPEN_SUMS, changed)
         for table, key_columns, summary in (
             (PIPELINE_TOTALS_TABLE, PIPELINE_VALUE_KEY[:-1], totals),
             (FORECAST_TABLE, FORECAST_KEY, months),
@@ -555,6 +558,7 @@ class DealsProjection(ChangesProjection):
                 cursor,
                 table,
                 key_columns,
+                OPEN_SUMS,
                 [(*key, *sums) for key, sums in sorted(summary.items()) if any(sums)],
             )
 
@@ -577,23 +581,7 @@ def summarize_open_deals(cursor: SqlCursor, summaries: Sequence[OpenSummary]) ->
     :meth:`DealsProjection.after_batch` keeps batch by batch."""
     for table, key_columns, key_sql in summaries:
         cursor.execute(
-            f"INSERT INTO {table} ({', '.join(key_columns)}, deals, value_e4, weighted_e6) "
+            f"INSERT INTO {table} ({', '.join((*key_columns, *OPEN_SUMS))}) "
             f"SELECT {key_sql}, COUNT(*), SUM(value_e4), SUM(value_e4 * probability) "
             f"FROM {DealsProjection.table} WHERE {OPEN_DEALS} GROUP BY {key_sql}"
         )
-
-
-def add_to_summary(
-    cursor: SqlCursor, table: str, key_columns: tuple[str, ...], rows: list[tuple[Any, ...]]
-) -> None:
-    """Add (key…, deals, value_e4, weighted_e6) deltas to a summary; drop emptied rows."""
-    key = ", ".join(key_columns)
-    cursor.insert_rows(
-        table,
-        (*key_columns, "deals", "value_e4", "weighted_e6"),
-        rows,
-        f"ON CONFLICT ({key}) DO UPDATE SET deals = {table}.deals + excluded.deals, "
-        f"value_e4 = {table}.value_e4 + excluded.value_e4, "
-        f"weighted_e6 = {table}.weighted_e6 + excluded.weighted_e6",
-    )
-    cursor.execute(f"DELETE FROM {table} WHERE deals = 0")

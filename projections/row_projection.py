@@ -254,3 +254,26 @@ def common_columns(event: Any) -> RowDict:
         "updated_at_us": micros(event.context.occurred_at),
         "recorded_at_us": micros(event.timestamp),
     }
+
+
+def add_to_summary(
+    cursor: SqlCursor,
+    table: str,
+    key_columns: Sequence[str],
+    sums: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
+    """Add (key…, sums…) deltas to a summary kept beside the rows (:meth:`after_batch`), in
+    the order given (in key order, concurrent batches lock rows in the same order). The first
+    of ``sums`` counts the records behind a row: a row it brings to 0 is deleted (the
+    summaries index those rows: ``WHERE deals = 0``)."""
+    if not rows:
+        return
+    cursor.insert_rows(
+        table,
+        (*key_columns, *sums),
+        rows,
+        f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET "
+        + ", ".join(f"{column} = {table}.{column} + excluded.{column}" for column in sums),
+    )
+    cursor.execute(f"DELETE FROM {table} WHERE {sums[0]} = 0")
