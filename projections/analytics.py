@@ -44,6 +44,7 @@ from projections.currency import (
     rate_day_sql,
 )
 from projections.deals import (
+    ANY_VISIT_SPAN,
     CLOSED_DEALS,
     FORECAST_TABLE,
     OPEN_DEALS,
@@ -922,7 +923,7 @@ class SalesAnalytics:
         counted = self.reads.query(
             f"SELECT {totals} FROM (SELECT id, {per_deal} FROM {STAGE_VISITS_TABLE} "
             "WHERE organization_id = ? AND pipeline_id = ? AND entered_at_us >= ? "
-            "AND entered_at_us <= ? GROUP BY id) deals",
+            f"AND entered_at_us <= ? AND {ANY_VISIT_SPAN} GROUP BY id) deals",
             [
                 *(value for stage_id in open_ids for value in (stage_id, *scope_params)),
                 str(where.organization_id),
@@ -968,7 +969,7 @@ class SalesAnalytics:
                     (
                         "SELECT from_stage, stage, COUNT(*) AS moves "
                         f"FROM {STAGE_VISITS_TABLE} WHERE {scope} "
-                        "AND entered_at_us >= ? AND entered_at_us < ? "
+                        f"AND entered_at_us >= ? AND entered_at_us < ? AND {ANY_VISIT_SPAN} "
                         "AND from_stage IS NOT NULL GROUP BY from_stage, stage",
                         [*params, since, until],
                     )

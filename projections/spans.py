@@ -40,6 +40,14 @@ SPAN_CLASS = span_class_sql()
 """The span class of a version."""
 
 
+def any_span_class(start: str = "valid_from_us", end: str = "valid_to_us") -> str:
+    """A condition every interval meets: its span class is one of them all. Beside a range of
+    ``start``, it lets a read use an index led by the span class, then ``start`` (a range of
+    each class), so no index led by ``start`` is needed."""
+    classes = ", ".join(str(number) for number in range(len(SPAN_LIMITS_US) + 1))
+    return f"{span_class_sql(start, end)} IN ({classes})"
+
+
 def valid_at_by_span(
     as_of_us: int, start: str = "valid_from_us", end: str = "valid_to_us"
 ) -> list[tuple[str, list[Any]]]:

@@ -10,7 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from projections.row_projection import FOREVER_US
-from projections.spans import SPAN_CLASS, SPAN_LIMITS_US, union_by_span, valid_at_by_span
+from projections.spans import (
+    SPAN_CLASS,
+    SPAN_LIMITS_US,
+    any_span_class,
+    union_by_span,
+    valid_at_by_span,
+)
 from projections.units import MICROS_PER_DAY as DAY_US
 
 
@@ -79,3 +85,31 @@ def test_given_the_span_index_when_reading_one_class_then_only_its_recent_range_
         [400 * DAY_US, 400 * DAY_US, *params],
     ).fetchall()
     assert "USING INDEX versions_by_span (<expr>=? AND valid_from_us>?" in str(plan)
+
+
+def test_given_versions_of_every_length_when_naming_every_span_class_then_none_is_left_out(
+    versions: sqlite3.Connection,
+) -> None:
+    started_in = [0, 2 * 365 * DAY_US]
+    plan = versions.execute(
+        "EXPLAIN QUERY PLAN SELECT id, version FROM versions "
+        f"WHERE valid_from_us >= ? AND valid_from_us < ? AND {any_span_class()}",
+        started_in,
+    ).fetchall()
+    named = versions.execute(
+        "SELECT id, version FROM versions "
+        f"WHERE valid_from_us >= ? AND valid_from_us < ? AND {any_span_class()} "
+        "ORDER BY id, version",
+        started_in,
+    ).fetchall()
+    every = versions.execute(
+        "SELECT id, version FROM versions WHERE valid_from_us >= ? AND valid_from_us < ? "
+        "ORDER BY id, version",
+        started_in,
+    ).fetchall()
+    assert named == every
+    assert {version for _, version in named} >= {0, 1}
+    # A range of each class: the index led by the class serves a range of starts.
+    assert "USING INDEX versions_by_span (<expr>=? AND valid_from_us>? AND valid_from_us<?)" in (
+        str(plan)
+    )
