@@ -16,6 +16,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Transcoder,
 )
+from psycopg.rows import tuple_row
 
 from event_store.group_commit import GroupCommit, notifications_for
 from event_store.location import StoreLocation
@@ -99,16 +100,17 @@ class EventStoreApplication(Application[UUID]):
             "ORDER BY notification_id"
         )
         with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.row_factory = tuple_row  # a bulk load reads every event: no dict per row
             cursor.execute(statement, (after, up_to), prepare=True)
             return [
                 Notification(
-                    id=row["notification_id"],
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=bytes(row["state"]),
+                    id=position,
+                    originator_id=originator_id,
+                    originator_version=version,
+                    topic=topic,
+                    state=bytes(state),
                 )
-                for row in cursor.fetchall()
+                for position, originator_id, version, topic, state in cursor.fetchall()
             ]
 
     def select_events_of(self, originator_ids: Collection[UUID]) -> dict[UUID, list[StoredEvent]]:
