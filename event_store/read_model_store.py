@@ -148,6 +148,18 @@ class SqlCursor:
     def fetchall(self) -> list[Row]:
         return list(self._raw.fetchall())
 
+    def columns_of(self, table: str) -> set[str]:
+        """The columns of a read model's table (none if it does not exist)."""
+        if self.dialect == "postgres":
+            self.execute(
+                "SELECT column_name AS name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = ?",
+                [table],
+            )
+        else:
+            self.execute("SELECT name FROM pragma_table_info(?)", [table])
+        return {row["name"] for row in self.fetchall()}
+
     def fetchone(self) -> Row | None:
         row: Row | None = self._raw.fetchone()
         return row

@@ -55,6 +55,7 @@ from projections.deals import (
 )
 from projections.listing import InvalidQuery
 from projections.row_projection import FOREVER_US
+from projections.scope_keys import in_scope
 from projections.snapshot_reads import SnapshotReads, fetch_rows
 from projections.spans import union_by_span, valid_at_by_span
 from projections.stage_conversion import (
@@ -907,7 +908,9 @@ class SalesAnalytics:
         rank = _rank_sql(pipeline).replace("@stage", "stage")
         ranks = stage_ranks(pipeline.stages)
         clauses, params = self._visits_in_period(where, pipeline.id)
-        scope, scope_params = " AND ".join(clauses[2:]), params[2:]
+        pipeline_scope, pipeline_params = in_scope(str(where.organization_id), pipeline.id)
+        scope = " AND ".join(clauses[1:])
+        scope_params = params[len(pipeline_params) :]
         per_deal = ", ".join(
             f"MIN(CASE WHEN stage = ? AND {scope} THEN visit_no END) AS first_{n}, "
             f"MAX(CASE WHEN {rank} > {ranks[stage_id]} THEN visit_no END) AS above_{n}"
@@ -922,12 +925,11 @@ class SalesAnalytics:
         # the period's start: the visits before it need not be read.
         counted = self.reads.query(
             f"SELECT {totals} FROM (SELECT id, {per_deal} FROM {STAGE_VISITS_TABLE} "
-            "WHERE organization_id = ? AND pipeline_id = ? AND entered_at_us >= ? "
+            f"WHERE {pipeline_scope} AND entered_at_us >= ? "
             f"AND entered_at_us <= ? AND {ANY_VISIT_SPAN} GROUP BY id) deals",
             [
                 *(value for stage_id in open_ids for value in (stage_id, *scope_params)),
-                str(where.organization_id),
-                pipeline.id,
+                *pipeline_params,
                 where.from_us,
                 where.as_of_us,
             ],
@@ -946,7 +948,7 @@ class SalesAnalytics:
         counts for the months wholly inside it, the visits themselves for the rest."""
         low, high = where.from_us, min(where.to_us, where.as_of_us + 1)
         first_month, last_month = next_month_start_us(low), month_start_us(high)
-        scope, params = _pipeline_scope(where, pipeline_id)
+        scope, params = in_scope(str(where.organization_id), pipeline_id)
         if where.owner_id is not None:
             scope += " AND owner_id = ?"
             params.append(where.owner_id)
@@ -1185,20 +1187,11 @@ class SalesAnalytics:
     def _visits_in_period(
         self, where: AnalyticsFilter, pipeline_id: str
     ) -> tuple[list[str], list[Any]]:
-        clauses = [
-            "organization_id = ?",
-            "pipeline_id = ?",
-            "entered_at_us >= ?",
-            "entered_at_us < ?",
-            "entered_at_us <= ?",
-        ]
-        params: list[Any] = [
-            str(where.organization_id),
-            pipeline_id,
-            where.from_us,
-            where.to_us,
-            where.as_of_us,
-        ]
+        """The conditions of a pipeline's visits entered in the period (up to as_of), of the
+        owner if one is given: the pipeline's first (:func:`in_scope`), then the rest."""
+        pipeline, params = in_scope(str(where.organization_id), pipeline_id)
+        clauses = [pipeline, "entered_at_us >= ?", "entered_at_us < ?", "entered_at_us <= ?"]
+        params += [where.from_us, where.to_us, where.as_of_us]
         if where.owner_id is not None:
             clauses.append("owner_id = ?")
             params.append(where.owner_id)

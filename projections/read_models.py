@@ -20,7 +20,12 @@ from projections.administration import (
 from projections.audit import AuditProjection
 from projections.clients import ClientsProjection
 from projections.contacts import ContactsProjection
-from projections.deals import EMPTIED_ROWS, DealsProjection
+from projections.deals import (
+    EMPTIED_ROWS,
+    VISIT_SCOPE_STATISTICS,
+    DealsProjection,
+    add_scope_keys,
+)
 from projections.pipelines import ExchangeRatesProjection, PipelinesProjection
 
 SECONDARY_INDEX = re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ")
@@ -66,9 +71,12 @@ class ReadModels:
     def create_tables(self) -> None:
         with self.store.transaction(commit=True) as cursor:
             self.store.lock_schema(cursor)
+            add_scope_keys(cursor)  # to visits stored without them: the schema's indexes need them
             for projection in self.projections:
                 for statement in projection.schema():
                     cursor.execute(statement)
+            if self.store.dialect == "postgres":
+                cursor.execute(VISIT_SCOPE_STATISTICS)
 
     def secondary_indexes(self) -> list[str]:
         """The names of the indexes no write needs (not unique, not a key, not those by

@@ -30,6 +30,7 @@ from typing import Any
 
 from event_store.read_model_store import SqlCursor
 from projections.row_projection import FOREVER_US
+from projections.scope_keys import SCOPE_KEY, in_scope
 from projections.spans import SPAN_LIMITS_US, union_by_span, valid_at_by_span
 from projections.stage_conversion import (
     VisitFacts,
@@ -53,6 +54,10 @@ FINISHED = f"left_at_us < {FOREVER_US}"
 OPEN_VISIT = f"left_at_us = {FOREVER_US}"
 DURATION = "(left_at_us - entered_at_us)"
 """A finished visit's duration, as the index by duration spells it."""
+
+
+UNKEYED_INDEXES = ("by_duration", "open")
+"""The visits' indexes of earlier releases, led by the organization and pipeline."""
 
 
 MINUTE_US = 60_000_000
@@ -140,13 +145,17 @@ class StageDurations:
             "owner_key TEXT NOT NULL, stage TEXT NOT NULL, bucket INTEGER NOT NULL, "
             "visits BIGINT NOT NULL, duration_us NUMERIC(38) NOT NULL, "
             f"PRIMARY KEY ({', '.join(ALL_TIME_KEY)}))",
+            # Both led by the scope key (projections.scope_keys) instead of the organization
+            # and pipeline, as they were.
+            *(f"DROP INDEX IF EXISTS {self.visits_table}_{name}" for name in UNKEYED_INDEXES),
             # The finished visits of a stage by duration: the bucket holding the median.
-            f"CREATE INDEX IF NOT EXISTS {self.visits_table}_by_duration ON {self.visits_table} "
-            f"(organization_id, pipeline_id, stage, {DURATION}, entered_at_us, left_at_us, "
-            f"owner_id) WHERE {FINISHED}",
+            f"CREATE INDEX IF NOT EXISTS {self.visits_table}_by_scope_duration "
+            f"ON {self.visits_table} ({SCOPE_KEY}, stage, {DURATION}, entered_at_us, left_at_us, "
+            f"owner_id, organization_id, pipeline_id) WHERE {FINISHED}",
             # The visits not yet left, by stage: time in stage now.
-            f"CREATE INDEX IF NOT EXISTS {self.visits_table}_open ON {self.visits_table} "
-            f"(organization_id, pipeline_id, stage, entered_at_us, owner_id) WHERE {OPEN_VISIT}",
+            f"CREATE INDEX IF NOT EXISTS {self.visits_table}_open_by_scope "
+            f"ON {self.visits_table} ({SCOPE_KEY}, stage, entered_at_us, owner_id, "
+            f"organization_id, pipeline_id) WHERE {OPEN_VISIT}",
         ]
 
     @staticmethod
@@ -417,15 +426,16 @@ class _Parts:
             return {}
         scope = self.scope
         owner = "" if scope.owner_id is None else " AND owner_id = ?"
+        pipeline, pipeline_params = in_scope(scope.organization_id, scope.pipeline_id)
         kept = (
             f"SELECT stage, CAST(? AS INTEGER) AS bucket, {DURATION} AS d FROM {self.visits_table} "
-            f"WHERE organization_id = ? AND pipeline_id = ? AND stage = ? AND {FINISHED} "
+            f"WHERE {pipeline} AND stage = ? AND {FINISHED} "
             f"AND {DURATION} >= ? AND {DURATION} < ? AND entered_at_us >= ? "
             f"AND entered_at_us < ? AND left_at_us < ?{owner}"
         )
-        params = []
+        params: list[Any] = []
         for stage, bucket in wanted:
-            params += [bucket, scope.organization_id, scope.pipeline_id, stage]
+            params += [bucket, *pipeline_params, stage]
             params += [*self.buckets.bounds(bucket), *self.kept_months, self.left_before]
             params += self.owner_params
         self.cursor.execute(
@@ -464,14 +474,11 @@ class _Parts:
             "ELSE left_at_us END)"
         )
         columns = f"SELECT stage, {end} - entered_at_us AS d FROM {self.visits_table}"
-        common = (
-            "organization_id = ? AND pipeline_id = ? "
-            f"AND stage IN ({', '.join('?' * len(self.stages))})"
-            + ("" if scope.owner_id is None else " AND owner_id = ?")
+        pipeline, pipeline_params = in_scope(scope.organization_id, scope.pipeline_id)
+        common = f"{pipeline} AND stage IN ({', '.join('?' * len(self.stages))})" + (
+            "" if scope.owner_id is None else " AND owner_id = ?"
         )
-        common_params = [
-            scope.organization_id, scope.pipeline_id, *self.stages, *self.owner_params
-        ]  # fmt: skip
+        common_params = [*pipeline_params, *self.stages, *self.owner_params]
         parts: list[tuple[str, list[Any]]] = [
             (
                 f"{columns} WHERE {common} AND entered_at_us >= ? AND entered_at_us < ?",
