@@ -859,7 +859,7 @@ class SalesAnalytics:
         entered_cut = month_start_us(entered_before)
         converted_cut = month_start_us(converted_before)
         counts, counts_params = _counts_of_owner(where, pipeline_id)
-        scope, params = _pipeline_scope(where, pipeline_id)
+        scope, params = in_scope(str(where.organization_id), pipeline_id)
         first = "first_of_stage = 1"
         if where.owner_id is not None:
             first = "first_of_owner = 1 AND owner_key = ?"

@@ -27,10 +27,11 @@ from projections.row_projection import (
     RowDict,
     add_to_summary,
 )
-from projections.scope_keys import SCOPE_KEY, scope_key
+from projections.scope_keys import SCOPE_KEY, add_scope_key_column, scope_key
 from projections.spans import SPAN_CLASS, any_span_class, span_class_sql
 from projections.stage_conversion import DERIVED_TABLES as CONVERSION_TABLES
-from projections.stage_conversion import StageConversions, VisitFacts
+from projections.stage_conversion import ENTRIES_TABLE, StageConversions, VisitFacts
+from projections.stage_conversion import UNKEYED_INDEXES as UNKEYED_ENTRY_INDEXES
 from projections.stage_durations import DERIVED_TABLES as DURATION_TABLES
 from projections.stage_durations import UNKEYED_INDEXES as UNKEYED_DURATION_INDEXES
 from projections.stage_durations import StageDurations
@@ -44,13 +45,8 @@ STAGE_VISIT_COLUMNS = (
 )  # fmt: skip
 UNKEYED_INDEXES = ("by_org", "by_stage", "by_span")
 """The visits' indexes of earlier releases, led by the organization and pipeline."""
-VISIT_SCOPE_STATISTICS = (
-    f"CREATE STATISTICS IF NOT EXISTS {STAGE_VISITS_TABLE}_scope (dependencies) "
-    f"ON {SCOPE_KEY}, organization_id, pipeline_id FROM {STAGE_VISITS_TABLE}"
-)
-"""PostgreSQL: the scope key decides the organization and pipeline. Without this, reads that
-name all three have their selectivities multiplied: a pipeline with a third of the visits was
-expected to match a ninth, and its visits list sorted 21,474 of them (41 ms, not 2)."""
+SCOPED_TABLES = (STAGE_VISITS_TABLE, ENTRIES_TABLE)
+"""The tables whose indexes a scope key leads (:mod:`projections.scope_keys`)."""
 VISIT_SPAN_CLASS = span_class_sql("entered_at_us", "left_at_us")
 ANY_VISIT_SPAN = any_span_class("entered_at_us", "left_at_us")
 """Beside a range of entering: the visits entered in it, read from the index by span."""
@@ -113,26 +109,10 @@ OPEN_SUMMARIES: tuple[OpenSummary, ...] = (
 
 
 def add_scope_keys(cursor: SqlCursor) -> None:
-    """Stage visits stored before they had a scope key (:mod:`projections.scope_keys`) get
-    it: the column, then one UPDATE per pipeline, the indexes led by the organization and
-    pipeline dropped first (the schema builds their successors). A table created with the
-    key, or none yet, is left alone."""
-    columns = cursor.columns_of(STAGE_VISITS_TABLE)
-    if not columns or SCOPE_KEY in columns:
-        return
-    for name in (*UNKEYED_INDEXES, *UNKEYED_DURATION_INDEXES):
-        cursor.execute(f"DROP INDEX IF EXISTS {STAGE_VISITS_TABLE}_{name}")
-    cursor.execute(
-        f"ALTER TABLE {STAGE_VISITS_TABLE} ADD COLUMN {SCOPE_KEY} BIGINT NOT NULL DEFAULT 0"
-    )
-    cursor.execute(f"SELECT DISTINCT organization_id, pipeline_id FROM {STAGE_VISITS_TABLE}")
-    for row in cursor.fetchall():
-        organization_id, pipeline_id = row["organization_id"], row["pipeline_id"]
-        cursor.execute(
-            f"UPDATE {STAGE_VISITS_TABLE} SET {SCOPE_KEY} = ? "
-            "WHERE organization_id = ? AND pipeline_id = ?",
-            [scope_key(organization_id, pipeline_id), organization_id, pipeline_id],
-        )
+    """Scope keys (:mod:`projections.scope_keys`) to the stage visits and conversion entries
+    stored by earlier releases, before the schema builds the indexes led by them."""
+    add_scope_key_column(cursor, STAGE_VISITS_TABLE, (*UNKEYED_INDEXES, *UNKEYED_DURATION_INDEXES))
+    add_scope_key_column(cursor, ENTRIES_TABLE, UNKEYED_ENTRY_INDEXES)
 
 
 class DealsProjection(ChangesProjection):

@@ -22,11 +22,12 @@ from projections.clients import ClientsProjection
 from projections.contacts import ContactsProjection
 from projections.deals import (
     EMPTIED_ROWS,
-    VISIT_SCOPE_STATISTICS,
+    SCOPED_TABLES,
     DealsProjection,
     add_scope_keys,
 )
 from projections.pipelines import ExchangeRatesProjection, PipelinesProjection
+from projections.scope_keys import scope_statistics
 
 SECONDARY_INDEX = re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ")
 INDEX_BUILDERS = 2  # connections building the secondary indexes at the end of a bulk load
@@ -71,12 +72,13 @@ class ReadModels:
     def create_tables(self) -> None:
         with self.store.transaction(commit=True) as cursor:
             self.store.lock_schema(cursor)
-            add_scope_keys(cursor)  # to visits stored without them: the schema's indexes need them
+            add_scope_keys(cursor)  # to rows stored without them: the schema's indexes need them
             for projection in self.projections:
                 for statement in projection.schema():
                     cursor.execute(statement)
             if self.store.dialect == "postgres":
-                cursor.execute(VISIT_SCOPE_STATISTICS)
+                for table in SCOPED_TABLES:
+                    cursor.execute(scope_statistics(table))
 
     def secondary_indexes(self) -> list[str]:
         """The names of the indexes no write needs (not unique, not a key, not those by

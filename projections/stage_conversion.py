@@ -34,6 +34,7 @@ from aggregates.pipeline import DEFAULT_PIPELINE, Stage, StageKind
 from event_store.read_model_store import SqlCursor
 from projections.pipelines import PipelinesProjection, definition_of
 from projections.row_projection import FOREVER_US
+from projections.scope_keys import SCOPE_KEY, scope_key
 from projections.units import MICROS_PER_DAY
 
 ENTRIES_TABLE = "rm_stage_entries"
@@ -42,8 +43,10 @@ TRANSITIONS_TABLE = "rm_stage_transitions"
 DERIVED_TABLES = (ENTRIES_TABLE, CONVERSIONS_TABLE, TRANSITIONS_TABLE)  # by :meth:`derive`
 ENTRY_COLUMNS = (
     "id", "visit_no", "organization_id", "pipeline_id", "stage", "owner_key",
-    "entered_at_us", "converted_at_us", "first_of_stage", "first_of_owner",
+    "entered_at_us", "converted_at_us", "first_of_stage", "first_of_owner", SCOPE_KEY,
 )  # fmt: skip
+UNKEYED_INDEXES = ("by_entering", "by_converting")
+"""The entries' indexes of earlier releases, led by the organization and pipeline."""
 # Each count is kept per owner (``by_owner`` 1) and for all owners together (``by_owner`` 0,
 # ``owner_key`` ''): a read without an owner sums a tenth of the rows.
 CONVERSION_KEY = (
@@ -107,6 +110,7 @@ class Entry(NamedTuple):
     converted_at_us: int
     first_of_stage: int
     first_of_owner: int
+    scope_key: int
 
     def counted(self) -> Iterator[tuple[tuple[Any, ...], int]]:
         """Its rows of ``rm_stage_conversions`` (``CONVERSION_KEY``) and what it adds to each:
@@ -149,6 +153,7 @@ def entries_of(visits: Sequence[VisitFacts], ranks: Ranks) -> list[Entry]:
             visit.id, visit.visit_no, visit.organization_id, visit.pipeline_id, visit.stage,
             owner_key, visit.entered_at_us, converted_at,
             int(first_of_stage), int(first_of_owner),
+            scope_key(visit.organization_id, visit.pipeline_id),
         )  # fmt: skip
         entries.append(entry)
     return entries
@@ -247,14 +252,17 @@ class StageConversions:
             "pipeline_id TEXT NOT NULL, stage TEXT NOT NULL, owner_key TEXT NOT NULL, "
             "entered_at_us BIGINT NOT NULL, converted_at_us BIGINT NOT NULL, "
             "first_of_stage INTEGER NOT NULL, first_of_owner INTEGER NOT NULL, "
-            "PRIMARY KEY (id, visit_no))",
+            f"{SCOPE_KEY} BIGINT NOT NULL, PRIMARY KEY (id, visit_no))",
+            # Earlier releases' indexes, led by the organization and pipeline: now by the
+            # scope key (projections.scope_keys).
+            *(f"DROP INDEX IF EXISTS {ENTRIES_TABLE}_{name}" for name in UNKEYED_INDEXES),
             # The entries of the month a period or as_of cuts, by entering and by converting.
-            f"CREATE INDEX IF NOT EXISTS {ENTRIES_TABLE}_by_entering ON {ENTRIES_TABLE} "
-            "(organization_id, pipeline_id, entered_at_us, stage, converted_at_us, "
-            "first_of_stage, first_of_owner, owner_key)",
-            f"CREATE INDEX IF NOT EXISTS {ENTRIES_TABLE}_by_converting ON {ENTRIES_TABLE} "
-            "(organization_id, pipeline_id, converted_at_us, stage, entered_at_us, "
-            "first_of_stage, first_of_owner, owner_key)",
+            f"CREATE INDEX IF NOT EXISTS {ENTRIES_TABLE}_by_scope_entering ON {ENTRIES_TABLE} "
+            f"({SCOPE_KEY}, entered_at_us, stage, converted_at_us, first_of_stage, "
+            "first_of_owner, owner_key, organization_id, pipeline_id)",
+            f"CREATE INDEX IF NOT EXISTS {ENTRIES_TABLE}_by_scope_converting ON {ENTRIES_TABLE} "
+            f"({SCOPE_KEY}, converted_at_us, stage, entered_at_us, first_of_stage, "
+            "first_of_owner, owner_key, organization_id, pipeline_id)",
             f"CREATE TABLE IF NOT EXISTS {CONVERSIONS_TABLE} ("
             "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, by_owner INTEGER NOT NULL, "
             "owner_key TEXT NOT NULL, stage TEXT NOT NULL, entered_month_us BIGINT NOT NULL, "

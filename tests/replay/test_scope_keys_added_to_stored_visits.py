@@ -1,6 +1,6 @@
-"""Stage visits stored before they had a scope key get it when the read models' tables are next
-made (a service or worker starting): the same rows, indexes and analytics as visits stored with
-it, and no rebuild needed."""
+"""Stage visits and conversion entries stored before they had a scope key get it when the read
+models' tables are next made (a service or worker starting): the same rows, indexes and analytics
+as those stored with it, and no rebuild needed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
 from projections.analytics import AnalyticsFilter, SalesAnalytics
-from projections.deals import STAGE_VISITS_TABLE
+from projections.deals import SCOPED_TABLES, STAGE_VISITS_TABLE
 from projections.read_models import ReadModels
 from projections.scope_keys import SCOPE_KEY, scope_key
 from tests.replay.test_bulk_load import a_book_to_load, index_names, rows_of
@@ -23,12 +23,14 @@ from tests.unit.builders import day
 
 
 def as_stored_before_scope_keys(store: ReadModelStore) -> None:
-    """The visits table as an earlier release left it: no key, indexes led by the ids."""
+    """The visits and entries tables as an earlier release left them: no key, indexes led by
+    the ids."""
     with store.transaction(commit=True) as cursor:
-        for name in index_names(store):
-            if name.startswith(STAGE_VISITS_TABLE):
-                cursor.execute(f"DROP INDEX {name}")
-        cursor.execute(f"ALTER TABLE {STAGE_VISITS_TABLE} DROP COLUMN {SCOPE_KEY}")
+        for table in SCOPED_TABLES:
+            for name in index_names(store):
+                if name.startswith(table):
+                    cursor.execute(f"DROP INDEX {name}")
+            cursor.execute(f"ALTER TABLE {table} DROP COLUMN {SCOPE_KEY}")
         cursor.execute(
             f"CREATE INDEX {STAGE_VISITS_TABLE}_by_stage ON {STAGE_VISITS_TABLE} "
             "(organization_id, pipeline_id, stage, entered_at_us, left_at_us, owner_id)"
@@ -65,12 +67,14 @@ def test_given_visits_stored_without_scope_keys_when_the_tables_are_made_then_th
 
         ReadModels(loads.bulk).create_tables()
 
+        for table in SCOPED_TABLES:
+            rows = rows_of(loads.bulk, table, "id, visit_no")
+            assert rows == rows_of(loads.batched, table, "id, visit_no"), table
+            assert all(
+                row[SCOPE_KEY] == scope_key(str(row["organization_id"]), str(row["pipeline_id"]))
+                for row in rows
+            ), table
         visits = rows_of(loads.bulk, STAGE_VISITS_TABLE, "id, visit_no")
-        assert visits == rows_of(loads.batched, STAGE_VISITS_TABLE, "id, visit_no")
-        assert all(
-            visit[SCOPE_KEY] == scope_key(str(visit["organization_id"]), str(visit["pipeline_id"]))
-            for visit in visits
-        )
         assert index_names(loads.bulk) == expected_indexes
         assert f"{STAGE_VISITS_TABLE}_by_stage" not in index_names(loads.bulk)
         organization_id = UUID(str(visits[0]["organization_id"]))
@@ -94,7 +98,7 @@ def test_given_a_pipeline_when_keyed_then_its_key_is_the_one_every_release_compu
 
 
 @pytest.mark.postgres
-def test_given_postgres_when_the_tables_are_made_then_the_planner_learns_what_the_key_decides(
+def test_given_postgres_when_the_tables_are_made_then_the_planner_learns_what_each_key_decides(
     tmp_path: Path,
 ) -> None:
     with settings_for("postgres", tmp_path / "var") as settings:
@@ -105,12 +109,13 @@ def test_given_postgres_when_the_tables_are_made_then_the_planner_learns_what_th
 
             with store.transaction(commit=False) as cursor:
                 cursor.execute(
-                    "SELECT stxkind AS kinds, array_length(stxkeys, 1) AS columns "
-                    "FROM pg_statistic_ext WHERE stxname = ? "
-                    "AND stxnamespace = current_schema()::regnamespace",
-                    [f"{STAGE_VISITS_TABLE}_scope"],
+                    "SELECT stxname AS name, stxkind AS kinds, array_length(stxkeys, 1) AS columns "
+                    "FROM pg_statistic_ext WHERE stxnamespace = current_schema()::regnamespace"
                 )
-                found = cursor.fetchall()
+                found = {
+                    row["name"]: (list(row["kinds"]), row["columns"]) for row in cursor.fetchall()
+                }
         finally:
             store.destroy()
-    assert [(list(row["kinds"]), row["columns"]) for row in found] == [(["f"], 3)]
+    # dependencies among the key, the organization and the pipeline
+    assert found == {f"{table}_scope": (["f"], 3) for table in SCOPED_TABLES}
