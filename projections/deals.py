@@ -31,9 +31,7 @@ from projections.scope_keys import SCOPE_KEY, add_scope_key_column, scope_key
 from projections.spans import SPAN_CLASS, any_span_class, span_class_sql
 from projections.stage_conversion import DERIVED_TABLES as CONVERSION_TABLES
 from projections.stage_conversion import ENTRIES_TABLE, StageConversions, VisitFacts
-from projections.stage_conversion import UNKEYED_INDEXES as UNKEYED_ENTRY_INDEXES
 from projections.stage_durations import DERIVED_TABLES as DURATION_TABLES
-from projections.stage_durations import UNKEYED_INDEXES as UNKEYED_DURATION_INDEXES
 from projections.stage_durations import StageDurations
 from projections.units import micros, money_e4, organization_text
 
@@ -43,8 +41,12 @@ STAGE_VISIT_COLUMNS = (
     "id", "visit_no", "organization_id", "pipeline_id", "stage", "from_stage", "owner_id",
     "entered_at_us", "left_at_us",
 )  # fmt: skip
-UNKEYED_INDEXES = ("by_org", "by_stage", "by_span")
-"""The visits' indexes of earlier releases, led by the organization and pipeline."""
+UNKEYED_INDEXES = {
+    STAGE_VISITS_TABLE: ("by_org", "by_stage", "by_span", "by_duration", "open"),
+    ENTRIES_TABLE: ("by_entering", "by_converting"),
+}
+"""The indexes earlier releases built, led by the organization and pipeline: replaced by
+those led by the scope key (the one by organization and entering by the index by span)."""
 SCOPED_TABLES = (STAGE_VISITS_TABLE, ENTRIES_TABLE)
 """The tables whose indexes a scope key leads (:mod:`projections.scope_keys`)."""
 VISIT_SPAN_CLASS = span_class_sql("entered_at_us", "left_at_us")
@@ -111,8 +113,8 @@ OPEN_SUMMARIES: tuple[OpenSummary, ...] = (
 def add_scope_keys(cursor: SqlCursor) -> None:
     """Scope keys (:mod:`projections.scope_keys`) to the stage visits and conversion entries
     stored by earlier releases, before the schema builds the indexes led by them."""
-    add_scope_key_column(cursor, STAGE_VISITS_TABLE, (*UNKEYED_INDEXES, *UNKEYED_DURATION_INDEXES))
-    add_scope_key_column(cursor, ENTRIES_TABLE, UNKEYED_ENTRY_INDEXES)
+    for table, unkeyed in UNKEYED_INDEXES.items():
+        add_scope_key_column(cursor, table, unkeyed)
 
 
 class DealsProjection(ChangesProjection):
@@ -228,10 +230,6 @@ class DealsProjection(ChangesProjection):
             "pipeline_id TEXT NOT NULL, stage TEXT NOT NULL, from_stage TEXT, owner_id TEXT, "
             "entered_at_us BIGINT NOT NULL, left_at_us BIGINT NOT NULL, "
             f"{SCOPE_KEY} BIGINT NOT NULL, PRIMARY KEY (id, visit_no))",
-            # Earlier releases' indexes, led by the organization and pipeline: now by the scope
-            # key (projections.scope_keys); the one by organization and entering is gone, its
-            # reads served by the index by span (ANY_VISIT_SPAN).
-            *(f"DROP INDEX IF EXISTS {STAGE_VISITS_TABLE}_{name}" for name in UNKEYED_INDEXES),
             # Time in stage: a stage's visits by entering, with what their durations need.
             f"CREATE INDEX IF NOT EXISTS {STAGE_VISITS_TABLE}_by_scope_stage "
             f"ON {STAGE_VISITS_TABLE} ({SCOPE_KEY}, stage, entered_at_us, left_at_us, owner_id, "

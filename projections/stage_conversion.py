@@ -45,8 +45,6 @@ ENTRY_COLUMNS = (
     "id", "visit_no", "organization_id", "pipeline_id", "stage", "owner_key",
     "entered_at_us", "converted_at_us", "first_of_stage", "first_of_owner", SCOPE_KEY,
 )  # fmt: skip
-UNKEYED_INDEXES = ("by_entering", "by_converting")
-"""The entries' indexes of earlier releases, led by the organization and pipeline."""
 # Each count is kept per owner (``by_owner`` 1) and for all owners together (``by_owner`` 0,
 # ``owner_key`` ''): a read without an owner sums a tenth of the rows.
 CONVERSION_KEY = (
@@ -253,9 +251,6 @@ class StageConversions:
             "entered_at_us BIGINT NOT NULL, converted_at_us BIGINT NOT NULL, "
             "first_of_stage INTEGER NOT NULL, first_of_owner INTEGER NOT NULL, "
             f"{SCOPE_KEY} BIGINT NOT NULL, PRIMARY KEY (id, visit_no))",
-            # Earlier releases' indexes, led by the organization and pipeline: now by the
-            # scope key (projections.scope_keys).
-            *(f"DROP INDEX IF EXISTS {ENTRIES_TABLE}_{name}" for name in UNKEYED_INDEXES),
             # The entries of the month a period or as_of cuts, by entering and by converting.
             f"CREATE INDEX IF NOT EXISTS {ENTRIES_TABLE}_by_scope_entering ON {ENTRIES_TABLE} "
             f"({SCOPE_KEY}, entered_at_us, stage, converted_at_us, first_of_stage, "

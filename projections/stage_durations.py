@@ -56,10 +56,6 @@ DURATION = "(left_at_us - entered_at_us)"
 """A finished visit's duration, as the index by duration spells it."""
 
 
-UNKEYED_INDEXES = ("by_duration", "open")
-"""The visits' indexes of earlier releases, led by the organization and pipeline."""
-
-
 MINUTE_US = 60_000_000
 YEAR_US = 365 * MICROS_PER_DAY
 
@@ -145,9 +141,6 @@ class StageDurations:
             "owner_key TEXT NOT NULL, stage TEXT NOT NULL, bucket INTEGER NOT NULL, "
             "visits BIGINT NOT NULL, duration_us NUMERIC(38) NOT NULL, "
             f"PRIMARY KEY ({', '.join(ALL_TIME_KEY)}))",
-            # Both led by the scope key (projections.scope_keys) instead of the organization
-            # and pipeline, as they were.
-            *(f"DROP INDEX IF EXISTS {self.visits_table}_{name}" for name in UNKEYED_INDEXES),
             # The finished visits of a stage by duration: the bucket holding the median.
             f"CREATE INDEX IF NOT EXISTS {self.visits_table}_by_scope_duration "
             f"ON {self.visits_table} ({SCOPE_KEY}, stage, {DURATION}, entered_at_us, left_at_us, "
