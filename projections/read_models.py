@@ -31,6 +31,8 @@ from projections.scope_keys import scope_statistics
 
 SECONDARY_INDEX = re.compile(r"CREATE INDEX IF NOT EXISTS (\w+) ")
 INDEX_BUILDERS = 2  # connections building the secondary indexes at the end of a bulk load
+DERIVE_WORK_MEM = "64MB"  # a share's memory for the groupings of a bulk load's end (1M-event
+# book: the monthly durations' grouping 2.9 → 2.6 s, the transitions' 0.6 → 0.5 s)
 PROJECTED_TOPIC_PREFIXES = (
     "aggregates.client:",
     "aggregates.contact:",
@@ -163,7 +165,12 @@ class ReadModels:
     def derive(self, cursor: SqlCursor, share: int = 0, shares: int = 1) -> None:
         """What batches left to the end of a bulk load (:attr:`SqlCursor.derived_at_end`),
         from the rows it loaded, in the caller's transaction: of all records, or of a
-        ``share`` of ``shares`` of them (derived side by side into cleared tables)."""
+        ``share`` of ``shares`` of them (derived side by side into cleared tables).
+
+        On PostgreSQL its groupings get :data:`DERIVE_WORK_MEM`: the planner, which cannot
+        tell how few months and stages they come to, otherwise sorts on disk."""
+        if cursor.dialect == "postgres":
+            cursor.execute(f"SET LOCAL work_mem = '{DERIVE_WORK_MEM}'")
         self.deals.derive(cursor, share, shares)
 
     def tables(self) -> list[str]:
