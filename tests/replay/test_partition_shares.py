@@ -76,4 +76,6 @@ def test_given_a_log_of_every_kind_of_record_when_postgresql_picks_each_partitio
         for number in range(count)
     }
     assert sorted(i for share in shares.values() for i in share) == [n.id for n in every]
-    assert all(len(share) > head // (2 * count) for share in shares.values())
+    # no share is empty (records' ids are random: a bound on each share's size failed about
+    # once in 25 runs with seven shares of ≈ 180 records; one empty: (6/7)^180 ≈ 1e-12)
+    assert all(shares.values())
