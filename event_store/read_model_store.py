@@ -309,18 +309,17 @@ class ReadModelStore:
             function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
             cursor.execute(f"SELECT {function}(?)", [SCHEMA_LOCK_KEY])
 
-    def vacuum_analyze(self, table: str) -> None:
+    def vacuum_analyze(self, table: str, *, vacuum: bool = True) -> None:
         """After a bulk load on PostgreSQL: mark the table's pages all-visible (index-only
         scans then skip it) and gather the planner's statistics at once, rather than whenever
-        autovacuum comes by. (VACUUM runs outside any transaction: on a connection of its
-        own.)"""
+        autovacuum comes by; without ``vacuum``, only the statistics. (VACUUM runs outside
+        any transaction: on a connection of its own.)"""
         if self.dialect != "postgres":
             return
+        command = "VACUUM (ANALYZE) {}" if vacuum else "ANALYZE {}"
         with admin_connection(self.location) as connection:
             connection.execute(
-                sql.SQL("VACUUM (ANALYZE) {}").format(
-                    sql.Identifier(generation_schema(self.generation), table)
-                )
+                sql.SQL(command).format(sql.Identifier(generation_schema(self.generation), table))
             )
 
     def forget_position(self, cursor: SqlCursor, name: str) -> None:

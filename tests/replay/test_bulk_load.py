@@ -17,7 +17,7 @@ from commands.service import CrmApplication
 from crm.settings import Settings
 from event_store.read_model_store import ReadModelStore
 from projections.partitions import Partition, PartitionProgress
-from projections.read_models import ReadModels
+from projections.read_models import ANALYZED_ONLY, ReadModels
 from projections.worker import BatchResult, ProjectionWorker, fold_partition
 from tests.stores import settings_for
 from tests.unit.builders import at, day
@@ -89,14 +89,20 @@ def index_names(store: ReadModelStore) -> set[str]:
         return {row["name"] for row in cursor.fetchall()}
 
 
-def tables_not_vacuumed(store: ReadModelStore) -> set[str]:
-    """On PostgreSQL, the read-model tables neither vacuumed nor analyzed since made."""
+def tables_maintained(store: ReadModelStore) -> tuple[set[str], set[str]]:
+    """On PostgreSQL, the read-model tables vacuumed, and those analyzed, since made (by
+    hand: not by autovacuum)."""
     with store.transaction(commit=False) as cursor:
         cursor.execute(
-            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
-            "AND (last_vacuum IS NULL OR last_analyze IS NULL)"
+            "SELECT relname, last_vacuum IS NOT NULL AS vacuumed, "
+            "last_analyze IS NOT NULL AS analyzed "
+            "FROM pg_stat_user_tables WHERE schemaname = current_schema()"
         )
-        return {row["relname"] for row in cursor.fetchall()}
+        rows = cursor.fetchall()
+    return (
+        {row["relname"] for row in rows if row["vacuumed"]},
+        {row["relname"] for row in rows if row["analyzed"]},
+    )
 
 
 def rows_of(store: ReadModelStore, table: str, order: str) -> list[dict[str, object]]:
@@ -168,7 +174,10 @@ def test_given_empty_read_models_when_a_long_log_is_caught_up_in_bulk_then_rows_
         assert index_names(loads.bulk) == expected_indexes
         assert set(ReadModels(loads.bulk).secondary_indexes()) <= expected_indexes
         if loads.bulk.dialect == "postgres":
-            assert tables_not_vacuumed(loads.bulk) & set(ReadModels(loads.bulk).tables()) == set()
+            tables = set(ReadModels(loads.bulk).tables())
+            vacuumed, analyzed = tables_maintained(loads.bulk)
+            assert analyzed >= tables
+            assert vacuumed & tables == tables - ANALYZED_ONLY
         loads.assert_rows_match()
         assert len(rows_of(loads.bulk, "rm_deals", "id")) == DEALS
 
