@@ -9,7 +9,8 @@ it as markdown to ``bench/results/analytics-<timestamp>.md``.
 1. A long history recorded in-process (:class:`dataset.HistoryBook`): ≈ 10 events a deal over
    two years, two pipelines, three currencies with monthly rates, reopened and archived deals.
 2. ``crm replay`` as a subprocess — the operator's command, start to switch — beside the raw
-   ``select_notifications`` + decode rate of the same log; its peak RSS from ``wait4``.
+   ``select_notifications`` + decode rate of the same log; its peak RSS from ``wait4``. Both
+   read a settled store (:func:`harness.settle`): vacuumed, analyzed and checkpointed.
 3. Each analytic over HTTP against ``crm serve``, now and ``as_of`` a year back, sequential
    after a warm-up, beside ``GET /healthz``.
 """
@@ -119,6 +120,7 @@ def record_book(url: str, sizes: Sizes, report: Report, now: datetime) -> dict[s
 
 def rebuild(url: str, work: Path, report: Report, postgres_pid: int | None) -> None:
     log.rule("rebuild: crm replay over the whole log")
+    harness.settle(url)  # the book was recorded in two minutes; a log is written over years
     app = CrmApplication(StoreLocation.from_settings(work / "unused", url))
     head = app.head_position()
     meter = CpuMeter(postgres_pid=postgres_pid)

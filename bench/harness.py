@@ -56,6 +56,16 @@ def analyze(url: str) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+def settle(url: str) -> None:
+    """A store at rest after a burst of writes, as a server that has run a while has it:
+    vacuumed and analyzed (autovacuum), its dirty pages written out (the checkpointer). Else
+    what comes next pays for the burst: the first reader of each new row sets its hint
+    bits, and checkpoints flush the burst's pages while it runs."""
+    analyze(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def postmaster_pid(url: str) -> int | None:
     """The postmaster: the parent of our own backend (None if it cannot be read)."""
     with psycopg.connect(url) as conn:
