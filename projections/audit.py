@@ -69,8 +69,11 @@ class AuditProjection:
             "(organization_id, recorded_at_us, record_id, version)",
         ]
 
+    def receives(self, event: DomainEventProtocol[UUID]) -> bool:
+        return isinstance(event, CrmAggregate.Event)
+
     def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
-        rows = [self.row(event) for event in events if isinstance(event, CrmAggregate.Event)]
+        rows = [self.row(event) for event in events if self.receives(event)]
         cursor.insert_rows(
             AUDIT_TABLE, AUDIT_COLUMNS, rows, "ON CONFLICT (record_id, version) DO NOTHING"
         )

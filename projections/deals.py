@@ -285,6 +285,10 @@ class DealsProjection(ChangesProjection):
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
         return isinstance(event, Deal.Event)
 
+    def receives(self, event: DomainEventProtocol[UUID]) -> bool:
+        """The deals' events, and a pipeline's changes of its stages' order (conversion)."""
+        return self.handles(event) or isinstance(event, STAGE_ORDER_CHANGES)
+
     @singledispatchmethod
     def changes(self, event: Any, row: RowDict) -> RowDict:
         return {}

@@ -143,6 +143,9 @@ class ExchangeRatesProjection:
             "(organization_id, currency, effective_from)",
         ]
 
+    def receives(self, event: DomainEventProtocol[UUID]) -> bool:
+        return isinstance(event, ExchangeRates.ExchangeRateSet)
+
     def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
         latest: dict[str, list[Any]] = {}  # a rate set twice in one batch: its last setting
         for event in events:

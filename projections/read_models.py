@@ -57,6 +57,12 @@ class Projection(Protocol):
 
     def schema(self) -> list[str]: ...
 
+    def receives(self, event: DomainEventProtocol[UUID]) -> bool:
+        """Whether :meth:`process` has anything to do with the event — decided by its class
+        alone: :class:`ReadModels` asks once per class, then hands each projection only the
+        events of the classes it receives."""
+        ...
+
     def process(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None: ...
 
 
@@ -77,6 +83,8 @@ class ReadModels:
             ExchangeRatesProjection(),
             AuditProjection(),
         )
+        self._routes: dict[type, tuple[int, ...]] = {}
+        """Which projections receive each class of event (:meth:`Projection.receives`)."""
 
     def create_tables(self) -> None:
         with self.store.transaction(commit=True) as cursor:
@@ -171,8 +179,27 @@ class ReadModels:
                 cursor.execute(f"DROP INDEX IF EXISTS {name}")
 
     def apply(self, cursor: SqlCursor, events: Sequence[DomainEventProtocol[UUID]]) -> None:
-        for projection in self.projections:
-            projection.process(cursor, events)
+        for projection, received in zip(self.projections, self._route(events), strict=True):
+            if received:
+                projection.process(cursor, received)
+
+    def _route(
+        self, events: Sequence[DomainEventProtocol[UUID]]
+    ) -> list[list[DomainEventProtocol[UUID]]]:
+        """The events each projection receives, in log order: one look-up per event, where
+        each projection sifting the whole batch took ≈ 2.7 of a bulk load's 40 core-seconds
+        of Python on the bench's book."""
+        received: list[list[DomainEventProtocol[UUID]]] = [[] for _ in self.projections]
+        routes = self._routes
+        for event in events:
+            to = routes.get(type(event))
+            if to is None:
+                to = routes[type(event)] = tuple(
+                    n for n, projection in enumerate(self.projections) if projection.receives(event)
+                )
+            for n in to:
+                received[n].append(event)
+        return received
 
     def clear_derived(self, cursor: SqlCursor) -> None:
         """Empty what :meth:`derive` fills."""

@@ -78,7 +78,11 @@ class RowProjection(ABC):
 
     @abstractmethod
     def handles(self, event: DomainEventProtocol[UUID]) -> bool:
-        """Whether this read model folds the event."""
+        """Whether this read model folds the event (by its class)."""
+
+    def receives(self, event: DomainEventProtocol[UUID]) -> bool:
+        """Whether :meth:`process` has anything to do with the event: those it folds."""
+        return self.handles(event)
 
     @abstractmethod
     def fold(self, row: RowDict | None, event: DomainEventProtocol[UUID]) -> RowDict | None:
