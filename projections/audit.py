@@ -12,7 +12,7 @@ from eventsourcing.domain import DomainEventProtocol
 from aggregates.base import CrmAggregate
 from event_store.read_model_store import ReadModelStore, SqlCursor
 from projections.listing import InvalidQuery, Page, decode_cursor, encode_cursor
-from projections.units import micros, organization_text
+from projections.units import micros, organization_text, record_text
 
 AUDIT_TABLE = "rm_audit"
 AUDIT_COLUMNS = (
@@ -84,7 +84,7 @@ class AuditProjection:
         record_type, event_type = names_of(type(event))
         command_id = str(context.command_id)
         return [
-            str(event.originator_id),
+            record_text(event.originator_id),
             event.originator_version,
             organization_text(context.organization_id),
             record_type,

@@ -33,7 +33,7 @@ from projections.stage_conversion import DERIVED_TABLES as CONVERSION_TABLES
 from projections.stage_conversion import ENTRIES_TABLE, StageConversions, VisitFacts
 from projections.stage_durations import DERIVED_TABLES as DURATION_TABLES
 from projections.stage_durations import StageDurations
-from projections.units import micros, money_e4, organization_text
+from projections.units import micros, money_e4, organization_text, record_text
 
 PIPELINE_VALUE_TABLE = "rm_pipeline_value"
 STAGE_VISITS_TABLE = "rm_stage_visits"
@@ -297,7 +297,7 @@ class DealsProjection(ChangesProjection):
     def _(self, event: Deal.DealOpened, row: RowDict) -> RowDict:
         at = micros(event.context.occurred_at)
         return {
-            "id": str(event.originator_id),
+            "id": record_text(event.originator_id),
             "organization_id": organization_text(event.context.organization_id),
             "name": event.name,
             "client_id": str(event.client_id),

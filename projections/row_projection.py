@@ -21,7 +21,7 @@ from uuid import UUID
 from eventsourcing.domain import DomainEventProtocol
 
 from event_store.read_model_store import SqlCursor
-from projections.units import micros
+from projections.units import micros, record_text
 
 RowDict = dict[str, Any]
 LOAD_CHUNK = 500
@@ -98,7 +98,7 @@ class RowProjection(ABC):
         mine = [event for event in events if self.handles(event)]
         if not mine:
             return
-        keys = [str(event.originator_id) for event in mine]
+        keys = [record_text(event.originator_id) for event in mine]
         before = self.load(cursor, list(dict.fromkeys(keys)))
         rows: dict[str, RowDict | None] = dict(before)
         versions: list[RowDict] = []

@@ -40,6 +40,14 @@ def instant_from_micros(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
+@lru_cache(maxsize=32_768)  # a bulk load's batch of 20,000 events names fewer records
+def record_text(record_id: UUID) -> str:
+    """A record's id as text. A record's events lie near one another in the log, and each is
+    written by its read model and by the audit: the same ids again and again (``str`` of a
+    UUID takes ≈ 1.1 µs, a hit here ≈ 0.2)."""
+    return str(record_id)
+
+
 @lru_cache(maxsize=4096)
 def organization_text(organization_id: UUID) -> str:
     """An organization's id as text: a few organizations, on every row of every batch."""
