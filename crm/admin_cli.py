@@ -13,8 +13,7 @@ from aggregates.access import ContributorAccess, Role
 from commands import models
 from commands.administration import Administration
 from commands.service import CommandMeta, CrmApplication
-from crm.identity import DEFAULT_ORGANIZATION_ID
-from crm.settings import Settings
+from crm.settings import DEFAULT_ORGANIZATION_ID, Settings
 
 admin = typer.Typer(help="Manage organizations, members and API tokens.", no_args_is_help=True)
 console = Console()

@@ -26,9 +26,8 @@ from rich.table import Table
 from aggregates.errors import DomainError
 from commands.service import CrmApplication
 from crm.admin_cli import admin
-from crm.identity import DEFAULT_ORGANIZATION_ID
 from crm.processes import tune_garbage_collection
-from crm.settings import Settings
+from crm.settings import DEFAULT_ORGANIZATION_ID, Settings
 from event_store.read_model_store import ReadModelStore
 from projections.generations import PROJECTION_VERSION, Generations
 from projections.history import RecordHistory

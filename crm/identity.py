@@ -23,9 +23,9 @@ from aggregates.api_token import TOKEN_PREFIX, ApiToken, secret_hash
 from aggregates.membership import Membership
 from aggregates.organization import Organization
 from commands.service import CrmApplication
+from crm.settings import DEFAULT_ORGANIZATION_ID as DEFAULT_ORGANIZATION_ID
 from crm.settings import Settings
 
-DEFAULT_ORGANIZATION_ID = UUID("00000000-0000-4000-8000-000000000001")
 DEFAULT_ADMIN_ID = "admin"
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from uuid import UUID
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from event_store.location import StoreLocation
+
+DEFAULT_ORGANIZATION_ID = UUID("00000000-0000-4000-8000-000000000001")
+"""The organization of an install that has not created any (here, not in :mod:`crm.identity`,
+so that commands such as ``crm replay`` need not import the web framework it uses)."""
 
 
 class Settings(BaseSettings):
