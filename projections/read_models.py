@@ -17,7 +17,7 @@ from projections.administration import (
     OrganizationsProjection,
     TokensProjection,
 )
-from projections.audit import AUDIT_KEY, AUDIT_TABLE, AuditProjection, replace_primary_key
+from projections.audit import AUDIT_TABLE, AuditProjection
 from projections.clients import ClientsProjection
 from projections.contacts import ContactsProjection
 from projections.deals import (
@@ -26,13 +26,18 @@ from projections.deals import (
     DealsProjection,
     add_scope_keys,
 )
+from projections.keys import key_name, replace_primary_key
 from projections.pipelines import ExchangeRatesProjection, PipelinesProjection
 from projections.scope_keys import scope_statistics
+from projections.stage_conversion import ENTRIES_TABLE
+from projections.stage_durations import ALL_TIME_TABLE, DURATIONS_TABLE
 
 SECONDARY_INDEX = re.compile(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+) ")
-KEYS_BUILT_AT_END = frozenset({AUDIT_KEY})
-"""The unique indexes a bulk load on PostgreSQL builds at its end too: its batches COPY those
-tables' rows, with no conflict to look for. (On SQLite they insert them, skipping conflicts.)"""
+KEYED_AT_END = (AUDIT_TABLE, ENTRIES_TABLE, DURATIONS_TABLE, ALL_TIME_TABLE)
+"""The tables whose keys a bulk load on PostgreSQL builds at its end (:mod:`projections.keys`):
+the audit, which its batches COPY, and what its end derives into cleared tables. (On SQLite
+the batches insert, skipping conflicts: they need the keys.)"""
+KEYS_BUILT_AT_END = frozenset(key_name(table) for table in KEYED_AT_END)
 ANALYZED_ONLY = frozenset({AUDIT_TABLE})
 """Tables a bulk load's end only ANALYZEs: no read scans them index-only (the audit's pages
 are read for every row listed), so they need no visibility map yet, and autovacuum comes by
@@ -90,7 +95,8 @@ class ReadModels:
         with self.store.transaction(commit=True) as cursor:
             self.store.lock_schema(cursor)
             add_scope_keys(cursor)  # to rows stored without them: the schema's indexes need them
-            replace_primary_key(cursor)
+            for table in KEYED_AT_END:
+                replace_primary_key(cursor, table)
             for projection in self.projections:
                 for statement in projection.schema():
                     cursor.execute(statement)

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 from aggregates.pipeline import DEFAULT_PIPELINE, Stage, StageKind
 from event_store.read_model_store import SqlCursor
+from projections.keys import key_index
 from projections.pipelines import PipelinesProjection, definition_of
 from projections.row_projection import FOREVER_US
 from projections.scope_keys import SCOPE_KEY, scope_key
@@ -250,7 +251,8 @@ class StageConversions:
             "pipeline_id TEXT NOT NULL, stage TEXT NOT NULL, owner_key TEXT NOT NULL, "
             "entered_at_us BIGINT NOT NULL, converted_at_us BIGINT NOT NULL, "
             "first_of_stage INTEGER NOT NULL, first_of_owner INTEGER NOT NULL, "
-            f"{SCOPE_KEY} BIGINT NOT NULL, PRIMARY KEY (id, visit_no))",
+            f"{SCOPE_KEY} BIGINT NOT NULL)",
+            key_index(ENTRIES_TABLE, ("id", "visit_no")),  # built at a bulk load's end
             # The entries of the month a period or as_of cuts, by entering and by converting.
             f"CREATE INDEX IF NOT EXISTS {ENTRIES_TABLE}_by_scope_entering ON {ENTRIES_TABLE} "
             f"({SCOPE_KEY}, entered_at_us, stage, converted_at_us, first_of_stage, "

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from event_store.read_model_store import SqlCursor
+from projections.keys import key_index
 from projections.row_projection import FOREVER_US
 from projections.scope_keys import SCOPE_KEY, in_scope
 from projections.spans import SPAN_LIMITS_US, union_by_span, valid_at_by_span
@@ -134,13 +135,13 @@ class StageDurations:
             "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, by_owner INTEGER NOT NULL, "
             "owner_key TEXT NOT NULL, stage TEXT NOT NULL, entered_month_us BIGINT NOT NULL, "
             "left_month_us BIGINT NOT NULL, bucket INTEGER NOT NULL, visits BIGINT NOT NULL, "
-            "duration_us NUMERIC(38) NOT NULL, "
-            f"PRIMARY KEY ({', '.join(DURATION_KEY)}))",
+            "duration_us NUMERIC(38) NOT NULL)",
+            key_index(DURATIONS_TABLE, DURATION_KEY),  # built at a bulk load's end
             f"CREATE TABLE IF NOT EXISTS {ALL_TIME_TABLE} ("
             "organization_id TEXT NOT NULL, pipeline_id TEXT NOT NULL, by_owner INTEGER NOT NULL, "
             "owner_key TEXT NOT NULL, stage TEXT NOT NULL, bucket INTEGER NOT NULL, "
-            "visits BIGINT NOT NULL, duration_us NUMERIC(38) NOT NULL, "
-            f"PRIMARY KEY ({', '.join(ALL_TIME_KEY)}))",
+            "visits BIGINT NOT NULL, duration_us NUMERIC(38) NOT NULL)",
+            key_index(ALL_TIME_TABLE, ALL_TIME_KEY),
             # The finished visits of a stage by duration: the bucket holding the median.
             f"CREATE INDEX IF NOT EXISTS {self.visits_table}_by_scope_duration "
             f"ON {self.visits_table} ({SCOPE_KEY}, stage, {DURATION}, entered_at_us, left_at_us, "
