@@ -10,9 +10,11 @@ tracks its own position, so a load stopped midway resumes each partition where i
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from typing import Any
 from uuid import UUID
 
@@ -111,6 +113,7 @@ def run_partitions(
     # and the projection code imported, and no pools or threads: spawned, every partition
     # imported it all again (a second a process, twice a bulk load).
     context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    start_fork_server()
     channel = context.Queue()
     processes = [
         context.Process(
@@ -147,6 +150,23 @@ def run_partitions(
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"the bulk load failed in {', '.join(failed)}")
+
+
+def start_fork_server() -> None:
+    """Start the fork server (once) with the modules this process has on its path. Python 3.11
+    starts it with ``python -c``, which puts the current directory first on its path, and
+    ignores the path it is given: run from a checkout of other code (a benchmark of a commit
+    run from the work tree), the partitions folded with that code. Started in safe-path mode
+    (``PYTHONSAFEPATH``), it leaves the current directory out."""
+    previous = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        forkserver.ensure_running()
+    finally:
+        if previous is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = previous
 
 
 def run_collecting_rarely(target: Callable[..., None], *args: Any) -> None:
