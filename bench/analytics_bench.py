@@ -150,7 +150,8 @@ def rebuild(url: str, work: Path, report: Report, postgres_pid: int | None) -> N
         seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise RuntimeError(f"crm replay failed ({process.returncode}); log: {log_path}")
+        tail = log_path.read_text(errors="replace")[-20000:]  # the work folder goes with the run
+        raise RuntimeError(f"crm replay failed ({process.returncode}); its log ends:\n{tail}")
     rate = head / seconds
     peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
     report.add(
