@@ -31,6 +31,7 @@ from crm.settings import DEFAULT_ORGANIZATION_ID, Settings
 from event_store.read_model_store import ReadModelStore
 from projections.generations import PROJECTION_VERSION, Generations
 from projections.history import RecordHistory
+from projections.partitions import prepare_fork_server
 from projections.worker import TRACKING_NAME, BatchResult, ProjectionWorker
 
 cli = typer.Typer(help="MONTON CRM: the event-sourced CRM service.", no_args_is_help=True)
@@ -154,6 +155,8 @@ def replay(
     fills up beside the live one, then reads switch to it at once. Resumes if interrupted."""
     settings = load_settings(data_dir)
     location = settings.location()
+    if location.is_postgres:  # a bulk load there runs in partitions: their server starts now
+        prepare_fork_server()
     events = CrmApplication(location)
     generations = Generations(location)
     target = generations.live() if in_place else generations.start_building()

@@ -108,12 +108,7 @@ def run_partitions(
     """Run ``target(*args, partition, report)`` in one new process per partition and wait
     for all of them; ``on_progress`` gets each batch, with the position the slowest
     partition has reached. If one fails, the others are stopped and this raises."""
-    context = multiprocessing.get_context("forkserver")
-    # Each partition forks from a server process started once, with the parent's main module
-    # and the projection code imported, and no pools or threads: spawned, every partition
-    # imported it all again (a second a process, twice a bulk load).
-    context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
-    start_fork_server()
+    context = prepare_fork_server()
     channel = context.Queue()
     processes = [
         context.Process(
@@ -150,6 +145,19 @@ def run_partitions(
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"the bulk load failed in {', '.join(failed)}")
+
+
+def prepare_fork_server() -> multiprocessing.context.ForkServerContext:
+    """The context partitions start in, its server started (once): a caller that will run
+    partitions may start it early, so that its imports overlap the caller's own work.
+
+    Each partition forks from a server process started once, with the parent's main module
+    and the projection code imported, and no pools or threads: spawned, every partition
+    imported it all again (a second a process, twice a bulk load)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    start_fork_server()
+    return context
 
 
 def start_fork_server() -> None:
