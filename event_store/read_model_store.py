@@ -24,6 +24,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from event_store.location import StoreLocation
+from event_store.sqlite_locking import sqlite_transaction
 
 Dialect = Literal["sqlite", "postgres"]
 TRACKING_TABLE = "read_model_tracking"
@@ -281,9 +282,10 @@ class ReadModelStore:
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[SqlCursor]:
-        """A transaction on one pooled connection; rolled back unless ``commit``."""
+        """A transaction on one pooled connection; rolled back unless ``commit``. On SQLite,
+        one that will commit holds the write lock from its start (:mod:`.sqlite_locking`)."""
         if self.dialect == "sqlite":
-            with self._sqlite.transaction(commit=commit) as sqlite_cursor:
+            with sqlite_transaction(self._sqlite, commit=commit) as sqlite_cursor:
                 yield SqlCursor(sqlite_cursor, "sqlite")
         else:
             connection = None
@@ -302,9 +304,10 @@ class ReadModelStore:
         self.tracking._insert_tracking(cursor.raw, tracking)  # type: ignore[attr-defined]
 
     def lock_schema(self, cursor: SqlCursor, *, shared: bool = False) -> None:
-        """Serialise schema changes of processes starting together (PostgreSQL; SQLite
-        serialises writers already): CREATE ... IF NOT EXISTS races otherwise. ``shared``:
-        for builders of distinct indexes side by side, none of which races another."""
+        """Serialise schema changes of processes starting together: CREATE ... IF NOT EXISTS
+        races otherwise (PostgreSQL; on SQLite, a transaction that will commit holds the
+        write lock already). ``shared``: for builders of distinct indexes side by side, none
+        of which races another."""
         if self.dialect == "postgres":
             function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
             cursor.execute(f"SELECT {function}(?)", [SCHEMA_LOCK_KEY])
