@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
-
-from eventsourcing.persistence import IntegrityError, InternalError
 
 from commands.service import CrmApplication
 from crm.settings import Settings
+from crm.startup import created
 from event_store.envelope import EnvelopeDecoder
 from event_store.listener import listen_for_new_events
 from event_store.read_model_store import ReadModelStore
@@ -21,26 +17,7 @@ from projections.generations import Generations
 from projections.kafka_worker import KafkaProjectionWorker, new_consumer
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-STARTUP_ATTEMPTS = 5
 GENERATION_POLL_SECONDS = 2.0
-
-
-def created(build: Callable[[], T]) -> T:
-    """``build()``, tried again when PostgreSQL refuses a concurrent CREATE … IF NOT EXISTS.
-
-    The relay and the workers often start together on a fresh database and create the same
-    tables at once; PostgreSQL then fails all but one of them with a catalog conflict
-    (a unique violation, or "tuple concurrently updated"), and the tables exist a moment later.
-    """
-    for attempt in range(1, STARTUP_ATTEMPTS + 1):
-        try:
-            return build()
-        except (IntegrityError, InternalError):
-            if attempt == STARTUP_ATTEMPTS:
-                raise
-            time.sleep(0.2 * attempt)
-    raise AssertionError("unreachable")
 
 
 def build_relay(settings: Settings) -> EventRelay:

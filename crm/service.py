@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -16,6 +17,7 @@ from commands.service import CrmApplication
 from crm.bootstrap import first_run
 from crm.identity import Authenticator
 from crm.settings import Settings
+from crm.startup import created
 from event_store.listener import listen_for_new_events
 from event_store.read_model_store import ReadModelStore
 from projections.administration import AdministrationQueries
@@ -163,14 +165,18 @@ class Service:
 def follow_store(settings: Settings, stop: threading.Event) -> None:
     """Run the projection worker as its own process's main loop (``crm project``)."""
     location = settings.location()
-    events = CrmApplication(location)
-    generations = Generations(location)
-    worker = ProjectionWorker(
-        events,
-        ReadModelStore(location, generations.live().number),
-        batch_size=settings.projection_batch_size,
-        follow_live=generations,
-        gather_seconds=GATHER_SECONDS,
+    events = created(partial(CrmApplication, location))
+    generations = created(partial(Generations, location))
+    store = created(partial(ReadModelStore, location, generations.live().number))
+    worker = created(
+        partial(
+            ProjectionWorker,
+            events,
+            store,
+            batch_size=settings.projection_batch_size,
+            follow_live=generations,
+            gather_seconds=GATHER_SECONDS,
+        )
     )
     if location.postgres is not None:
         listen_for_new_events(location.postgres, events.notify_channel, worker.wakeup, stop)

@@ -1,4 +1,4 @@
-"""SQLite's write lock: transactions that take it as they begin.
+"""SQLite's write lock: transactions that take it as they begin, and telling its errors.
 
 The ``eventsourcing`` library begins every SQLite transaction deferred: the transaction takes
 the write lock at its first write. In WAL mode, a deferred transaction that has read and then
@@ -44,3 +44,13 @@ def sqlite_transaction(datastore: SQLiteDatastore, *, commit: bool) -> Iterator[
     ):
         yield cursor
 
+
+def is_sqlite_busy(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" (``SQLITE_BUSY``), raised by the
+    driver or wrapped by the library: another process held a lock past the timeout, or the
+    library set a new file's journal mode while another process opened it."""
+    return any(
+        isinstance(candidate, sqlite3.OperationalError)
+        and candidate.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+        for candidate in (error, error.__cause__)
+    )
