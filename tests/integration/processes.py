@@ -26,6 +26,9 @@ def crm_environment(settings: Settings, **overrides: str) -> dict[str, str]:
         env["CRM_DATABASE_URL"] = settings.database_url
     env["CRM_POOL_SIZE"] = str(settings.pool_size)
     env["CRM_LOG_LEVEL"] = "warning"
+    # Plain tracebacks: a failure message's last characters then hold the whole of one, not
+    # the end of a boxed one (CI cut a worker's down to its innermost library frames).
+    env["TYPER_STANDARD_TRACEBACK"] = "1"
     env.update(overrides)
     return env
 
@@ -60,7 +63,7 @@ class CrmProcess:
     def is_running(self) -> bool:
         return self.popen.poll() is None
 
-    def output(self, last_chars: int = 4000) -> str:
+    def output(self, last_chars: int = 8000) -> str:
         return self.log_path.read_text(errors="replace")[-last_chars:]
 
     def kill(self) -> None:
